@@ -9,6 +9,7 @@ checked eagerly, so a bad setting fails when the callback is built, not mid-trai
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -197,19 +198,36 @@ def resolve_schedule(
                 " optimizer has no betas; give the warm-up in steps or as a share, such as '5%'"
             )
         warmup = untuned_warmup(beta2)
+        if total is not None and warmup >= total:
+            warnings.warn(
+                f"{where}warmup='auto' gives {warmup} steps (2 / (1 - beta2), beta2={beta2}) but the"
+                f" schedule has only {total}; warming up for {max(total - 1, 0)} steps instead."
+                " Set warmup to a share such as '5%' for short runs.",
+                UserWarning,
+                stacklevel=2,
+            )
+            warmup = max(total - 1, 0)
     else:
         warmup = resolve_duration(
             spec.warmup, total=total, steps_per_epoch=steps_per_epoch, name=f"{where}warmup"
         )
-    schedule = spec.build(warmup_steps=warmup, total_steps=total)
-    if total is None and schedule.requires_horizon:
+    if total is None:
+        try:
+            return spec.build(warmup_steps=warmup, total_steps=None), warmup
+        except ValueError:
+            raise ValueError(
+                f"{where}decay={spec.decay!r} needs the run's length, which cannot be computed (an"
+                " iterable data set with no length and no max_steps); set Trainer(max_steps=...)"
+                " or WarmupDecay(total=<steps>), or use a shape that needs no horizon ('constant',"
+                " 'inverse_sqrt', 'exponential', 'step')"
+            ) from None
+    if warmup >= total:
         raise ValueError(
-            f"{where}decay={spec.decay!r} needs the run's length, which cannot be computed (an"
-            " iterable data set with no length and no max_steps); set Trainer(max_steps=...) or"
-            " WarmupDecay(total=...), or use a shape that needs no horizon ('constant',"
-            " 'inverse_sqrt', 'exponential', 'step')"
+            f"{where}warmup={spec.warmup} is {warmup} steps, not shorter than the schedule's"
+            f" {total} steps; use a shorter warm-up (a share such as '5%' adapts to the run) or a"
+            " longer total"
         )
-    return schedule, warmup
+    return spec.build(warmup_steps=warmup, total_steps=total), warmup
 
 
 def late_group_factor(step: int, *, start: int, warmup: int) -> float:

@@ -8,8 +8,6 @@ this module only reads the trainer's state, asks the schedule for a multiplier a
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -19,6 +17,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_optkit._shared import record_decision, skipped_updates
+from lightning_optkit.callbacks._warmup_decay_report import (
+    _Driven,
+    format_schedule,
+    lr_metrics,
+    schedule_rows,
+    trap_warnings,
+)
 from lightning_optkit.durations import parse_duration
 from lightning_optkit.schedule_plan import (
     ScheduleSpec,
@@ -27,7 +32,6 @@ from lightning_optkit.schedule_plan import (
     resolve_schedule,
     resolve_total,
 )
-from lightning_optkit.schedules import Schedule
 
 __all__ = ["WarmupDecay"]
 
@@ -35,23 +39,6 @@ _APPLIED = "optkit_applied_updates"  # the optimizer's own count of applied upda
 _ATTEMPTS = "optkit_updates"  # the optimizer's own count of updates (several optimizers)
 _START = "optkit_start_step"  # the step at which a param group joined
 _HISTORY_POINTS = 4096
-
-
-@dataclass
-class _Driven:
-    """Runtime view of one optimizer that the callback drives (rebuilt each fit)."""
-
-    index: int
-    optimizer: torch.optim.Optimizer
-    total: Optional[int]
-    base_lrs: list[float] = field(default_factory=list)
-    base_wds: list[float] = field(default_factory=list)
-    schedules: list[Schedule] = field(default_factory=list)
-    warmups: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    hook: Any = None
-    last_step: int = -1
-    last_logged: int = -1
 
 
 class WarmupDecay(Callback):
@@ -127,6 +114,15 @@ class WarmupDecay(Callback):
         self.total = None if total is None else parse_duration(total, name="total")
         if self.total is not None and self.total.unit == "steps" and self.total.value < 1:
             raise ValueError(f"total={total!r} must be at least 1 optimizer step")
+        if (
+            self.total is not None and self.total.unit == "steps"
+            and not isinstance(self.spec.warmup, str) and self.spec.warmup.unit == "steps"
+            and self.spec.warmup.value >= self.total.value
+        ):
+            raise ValueError(
+                f"warmup={warmup!r} is not shorter than total={total!r}; use a warm-up shorter than"
+                " the schedule, or a share such as '5%'"
+            )
         self.group_specs = {
             str(key): self.spec.with_overrides(value, where=f"groups[{key!r}]")
             for key, value in (groups or {}).items()
@@ -269,7 +265,8 @@ class WarmupDecay(Callback):
         if path:
             from lightning_optkit.plots import plot_lr_curves
 
-            dense = [(s, [b * f(s) for f, b in zip(schedules, bases)]) for s in range(0, total + max(1, total // 20))]
+            horizon = range(0, total + max(1, total // 20))
+            dense = [(s, [b * f(s) for f, b in zip(schedules, bases)]) for s in horizon]
             marks = [(w, "warm-up end") for w in sorted(set(warmups)) if w > 0] + [(total, "horizon")]
             plot_lr_curves(dense, labels, path, title="Learning-rate schedule (preview)", marks=marks)
         return rows
@@ -395,66 +392,20 @@ class WarmupDecay(Callback):
                 self.history = self.history[::2]
                 self._history_every *= 2
         interval = self.logging_interval or trainer.log_every_n_steps
-        if not self.log_lr or not trainer.loggers or step % max(1, interval) != 0:
-            return
-        prefix = f"lr-{type(driven.optimizer).__name__}"
-        if sum(type(d.optimizer) is type(driven.optimizer) for d in self._driven) > 1:
-            prefix += f"-{driven.index}"
-        metrics = {}
-        for j, lr in enumerate(lrs):
-            key = prefix if len(lrs) == 1 else f"{prefix}/{driven.names[j]}"
-            metrics[key] = lr
-            if self.scale_weight_decay:
-                metrics["wd" + key[2:]] = driven.optimizer.param_groups[j].get("weight_decay", 0.0)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        if self.log_lr and trainer.loggers and step % max(1, interval) == 0:
+            metrics = lr_metrics(self._driven, driven, lrs, with_wd=self.scale_weight_decay)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
 
     def _warn_traps(self, trainer: pl.Trainer) -> None:
-        driven_ids = {id(d.optimizer) for d in self._driven}
-        for config in getattr(trainer, "lr_scheduler_configs", []):
-            if id(getattr(config.scheduler, "optimizer", None)) in driven_ids:
-                rank_zero_warn(
-                    f"WarmupDecay: configure_optimizers also returns {type(config.scheduler).__name__}"
-                    " for an optimizer this callback drives; both would set the LR (double"
-                    " scheduling). Return only the optimizer, or pass optimizers=[...] to leave it out."
-                )
-        for driven in self._driven:
-            for name, warmup in zip(driven.names, driven.warmups):
-                if driven.total is not None and warmup >= driven.total:
-                    rank_zero_warn(
-                        f"WarmupDecay: group {name!r} warms up for {warmup} steps but the schedule"
-                        f" has only {driven.total}: it never decays. Shorten warmup (e.g. '5%')."
-                    )
-            if driven.total is not None and 0 < trainer.max_steps and driven.total < trainer.max_steps:
-                rank_zero_warn(
-                    f"WarmupDecay: the schedule ends after {driven.total} steps but max_steps="
-                    f"{trainer.max_steps}; the LR holds the floor for the remaining"
-                    f" {trainer.max_steps - driven.total} steps."
-                )
+        for message in trap_warnings(self._driven, trainer):
+            rank_zero_warn(f"WarmupDecay: {message}")
 
     def _announce(self, trainer: pl.Trainer) -> None:
-        rows = []
-        for d in self._driven:
-            for j, name in enumerate(d.names):
-                floor = d.schedules[j](d.total - 1) if d.total is not None else None
-                rows.append({
-                    "optimizer": d.index, "group": name, "warmup_steps": d.warmups[j],
-                    "total_steps": d.total, "peak_lr": d.base_lrs[j],
-                    "floor_lr": None if floor is None else d.base_lrs[j] * floor,
-                    "schedule": d.schedules[j].describe(),
-                })
+        rows = schedule_rows(self._driven)
         record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
-        if not self.verbose:
-            return
-        lines = ["WarmupDecay schedule:"]
-        for r in rows:
-            floor = "n/a" if r["floor_lr"] is None else f"{r['floor_lr']:.3g}"
-            lines.append(
-                f"  optimizer {r['optimizer']} group {r['group']}: {r['schedule'].get('shape', '')},"
-                f" warm-up {r['warmup_steps']} of {r['total_steps']} steps, peak {r['peak_lr']:.3g},"
-                f" floor {floor}"
-            )
-        rank_zero_info("\n".join(lines))
+        if self.verbose:
+            rank_zero_info(format_schedule(rows))
 
 
 def _count_applied(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

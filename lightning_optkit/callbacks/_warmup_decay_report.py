@@ -1,0 +1,94 @@
+"""What WarmupDecay reports: LR metric names, the resolved-schedule table and fit-start traps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from lightning_optkit.schedules import Schedule
+
+__all__ = ["lr_metrics", "schedule_rows", "format_schedule", "trap_warnings"]
+
+
+@dataclass
+class _Driven:
+    """Runtime view of one optimizer that the callback drives (rebuilt each fit)."""
+
+    index: int
+    optimizer: torch.optim.Optimizer
+    total: Optional[int]
+    base_lrs: list[float] = field(default_factory=list)
+    base_wds: list[float] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+    warmups: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    hook: Any = None
+    last_step: int = -1
+    last_logged: int = -1
+
+
+def lr_metrics(
+    all_driven: list[_Driven], driven: _Driven, lrs: list[float], *, with_wd: bool
+) -> dict[str, float]:
+    """Metric names as Lightning's LearningRateMonitor writes them: ``lr-<Optimizer>[-i][/group]``."""
+    prefix = f"lr-{type(driven.optimizer).__name__}"
+    if sum(type(d.optimizer) is type(driven.optimizer) for d in all_driven) > 1:
+        prefix += f"-{driven.index}"
+    metrics: dict[str, float] = {}
+    for j, lr in enumerate(lrs):
+        key = prefix if len(lrs) == 1 else f"{prefix}/{driven.names[j]}"
+        metrics[key] = lr
+        if with_wd:
+            metrics["wd" + key[2:]] = driven.optimizer.param_groups[j].get("weight_decay", 0.0)
+    return metrics
+
+
+def schedule_rows(all_driven: list[_Driven]) -> list[dict[str, Any]]:
+    """One JSON-serialisable row per driven param group: warm-up, total, peak and floor."""
+    rows = []
+    for d in all_driven:
+        for j, name in enumerate(d.names):
+            floor = d.schedules[j](d.total - 1) if d.total is not None else None
+            rows.append({
+                "optimizer": d.index, "group": name, "warmup_steps": d.warmups[j],
+                "total_steps": d.total, "peak_lr": d.base_lrs[j],
+                "floor_lr": None if floor is None else d.base_lrs[j] * floor,
+                "schedule": d.schedules[j].describe(),
+            })
+    return rows
+
+
+def format_schedule(rows: list[dict[str, Any]]) -> str:
+    """The start-of-fit printout of :func:`schedule_rows`."""
+    lines = ["WarmupDecay schedule:"]
+    for r in rows:
+        floor = "n/a" if r["floor_lr"] is None else f"{r['floor_lr']:.3g}"
+        total = "open-ended" if r["total_steps"] is None else f"{r['total_steps']} steps"
+        lines.append(
+            f"  optimizer {r['optimizer']} group {r['group']}: {r['schedule'].get('shape', '')},"
+            f" warm-up {r['warmup_steps']} steps of {total}, peak {r['peak_lr']:.3g}, floor {floor}"
+        )
+    return "\n".join(lines)
+
+
+def trap_warnings(all_driven: list[_Driven], trainer: Any) -> list[str]:
+    """Messages for the traps found at fit start: double scheduling, a schedule shorter than max_steps."""
+    messages = []
+    driven_ids = {id(d.optimizer) for d in all_driven}
+    for config in getattr(trainer, "lr_scheduler_configs", []) or []:
+        if id(getattr(config.scheduler, "optimizer", None)) in driven_ids:
+            messages.append(
+                f"configure_optimizers also returns {type(config.scheduler).__name__} for an"
+                " optimizer this callback drives; both would set the LR (double scheduling)."
+                " Return only the optimizer, or pass optimizers=[...] to leave it out."
+            )
+    max_steps = getattr(trainer, "max_steps", -1)
+    for d in all_driven:
+        if d.total is not None and 0 < max_steps and d.total < max_steps:
+            messages.append(
+                f"the schedule ends after {d.total} steps but max_steps={max_steps}; the LR holds"
+                f" the floor for the remaining {max_steps - d.total} steps."
+            )
+    return messages
