@@ -8,6 +8,7 @@ entry is tested the day it is added.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -26,6 +27,7 @@ __all__ = [
     "get_warmup",
     "list_shapes",
     "list_warmups",
+    "horizonless_shapes",
     "shape_table",
     "warmup_table",
 ]
@@ -219,6 +221,11 @@ def list_shapes(compat: str = "default") -> list[str]:
     return sorted(name for kind, name in _SHAPES if kind == compat)
 
 
+def horizonless_shapes(compat: str = "default") -> list[str]:
+    """Names of the shapes of convention ``compat`` that need no ``total_steps``, sorted."""
+    return sorted(name for (kind, name), spec in _SHAPES.items() if kind == compat and not spec.requires_horizon)
+
+
 def list_warmups() -> list[str]:
     """Names of the warm-up shapes of the default convention, sorted."""
     return sorted(_WARMUPS)
@@ -246,8 +253,13 @@ def get_shape(name: Any, compat: str = "default") -> ShapeSpec:
     if spec is None:
         valid = list_shapes(compat)
         elsewhere = [kind for kind in COMPATS if (kind, name) in _SHAPES] if isinstance(name, str) else []
-        hint = (f"{name!r} exists under compat={elsewhere}" if elsewhere
-                else f"pick one of them, e.g. decay={valid[0]!r}")
+        close = difflib.get_close_matches(name, valid, n=1) if isinstance(name, str) else []
+        if elsewhere:
+            hint = f"{name!r} exists under compat={elsewhere[0]!r}; switch compat or pick one of these"
+        elif close:
+            hint = f"did you mean decay={close[0]!r}?"
+        else:
+            hint = f"pick one of them, e.g. decay={valid[0]!r}"
         raise fail("decay", name, f"compat={compat!r} has the decay shapes {valid}", hint)
     return spec
 
@@ -261,5 +273,7 @@ def get_warmup(name: Any) -> WarmupSpec:
     spec = _WARMUPS.get(name) if isinstance(name, str) else None
     if spec is None:
         valid = list_warmups()
-        raise fail("warmup", name, f"expected one of the warm-up shapes {valid}", "e.g. warmup='linear'")
+        close = difflib.get_close_matches(name, valid, n=1) if isinstance(name, str) else []
+        hint = f"did you mean warmup={close[0]!r}?" if close else "e.g. warmup='linear'"
+        raise fail("warmup", name, f"expected one of the warm-up shapes {valid}", hint)
     return spec

@@ -17,6 +17,7 @@ from lightning_optkit.schedules.registry import (
     Context,
     get_shape,
     get_warmup,
+    horizonless_shapes,
     shape_table,
     warmup_table,
 )
@@ -95,17 +96,20 @@ class Schedule:
         if unknown:
             valid = spec.option_names
             raise fail(unknown[0], opts[unknown[0]],
-                       f"decay={spec.name!r} (compat={compat!r}) takes the options {valid or 'none'}",
+                       f"decay={spec.name!r} (compat={compat!r}) takes "
+                       + (f"the options {valid}" if valid else "no options"),
                        f"remove {unknown} or use one of {valid}" if valid else f"remove {unknown}")
         needs_total = spec.requires_horizon and not (spec.horizon_unless and opts.get(spec.horizon_unless) is not None)
         if needs_total and total is None:
             hint = f" or set {spec.horizon_unless}" if spec.horizon_unless else ""
+            free = horizonless_shapes(compat)
             raise fail("total_steps", None, f"decay={spec.name!r} (compat={compat!r}) needs the horizon",
-                       f"pass total_steps (optimizer steps of the whole run){hint}, or use a shape without "
-                       "a horizon: 'constant', 'inverse_sqrt', 'exponential', 'step'")
+                       f"pass total_steps (optimizer steps of the whole run){hint}"
+                       + (f", or use a shape without a horizon: {free}" if free else ""))
         if total is not None and steps_w >= total:
             raise fail("warmup_steps", steps_w, f"the warm-up must be shorter than total_steps={total}",
-                       f"use fewer warm-up steps, e.g. warmup_steps={max(0, total // 20)}, or raise total_steps")
+                       f"use fewer warm-up steps, e.g. warmup_steps={max(0, min(total - 1, max(1, total // 10)))}, "
+                       "or raise total_steps")
         if spec.own_warmup and self.warmup != "linear":
             raise fail("warmup", self.warmup, f"compat={compat!r} reproduces its anchor's own linear warm-up",
                        "use warmup='linear' (the default) or compat='default' for other warm-up shapes")
