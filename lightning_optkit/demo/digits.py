@@ -152,8 +152,8 @@ class DigitsClassifier(pl.LightningModule):
         for param in self.parameters():
             (decay if param.ndim >= 2 else no_decay).append(param)
         groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
         ]
         if name == "sgd":
             return torch.optim.SGD(groups, lr=self.hparams.lr, momentum=0.9, nesterov=True)

@@ -194,9 +194,30 @@ def test_every_example_config_loads_with_lightning_cli(config: str, tmp_path, mo
         run=False, args=["--config", config], save_config_callback=None,
     )
     assert cli.trainer is not None and cli.model is not None
-    for callback in cli.trainer.callbacks:
-        if isinstance(callback, WarmupDecay):
-            assert callback.spec.decay in {"cosine", "wsd", "linear", "constant"}
+
+
+SCHEDULE_CONFIGS = [c for c in CONFIGS if os.path.basename(c).startswith("schedule_")]
+
+
+@pytest.mark.parametrize("config", SCHEDULE_CONFIGS, ids=[os.path.basename(c) for c in SCHEDULE_CONFIGS])
+def test_schedule_configs_train(config: str, tmp_path, monkeypatch) -> None:
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.chdir(tmp_path)
+    cli = LightningCLI(
+        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        args=["fit", "--config", config, "--trainer.max_epochs=2", "--trainer.max_steps=30",
+              "--trainer.limit_val_batches=0", "--trainer.logger=false",
+              "--trainer.enable_checkpointing=false"],
+        save_config_callback=None,
+    )
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, WarmupDecay)]
+    steps = cli.trainer.estimated_stepping_batches
+    assert cli.trainer.global_step == steps <= 30
+    assert callback.history and callback.history[-1][0] == steps - 1
+    peaks = [b for d in callback._driven for b in d.base_lrs]
+    assert all(lr <= peak for (_, lrs) in callback.history for lr, peak in zip(lrs, peaks))
 
 
 def test_cli_arguments_from_the_command_line(tmp_path, monkeypatch) -> None:
