@@ -107,16 +107,21 @@ def _resolve_restarts(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
     example={"num_cycles": 3, "cycle_mul": 2.0, "cycle_decay": 0.5},
 )
 def cosine_restarts(step: int, plan: Plan) -> float:
-    """Cosine cycles: each starts at ``cycle_decay ** i`` and ends at the floor on its last step.
+    """Cosine cycles (SGDR): cycle ``i`` starts at ``cycle_decay ** i``; the last one ends at the floor.
 
     The steps after the warm-up are split into ``num_cycles`` cycles whose lengths grow by
-    ``cycle_mul``; cycle ``i`` peaks at ``cycle_decay ** i`` (relative to the floor).
+    ``cycle_mul``. A cycle of ``L`` steps runs the cosine at ``p = k / L`` (the restart takes the
+    place of its floor, so no step is spent at the floor mid-run); the last cycle runs at
+    ``p = k / (L - 1)`` so the last scheduled step is the floor.
     """
     offsets = plan.values["_offsets"]
     t = step - plan.warmup_steps
     i = bisect.bisect_right(offsets, t) - 1
     length = offsets[i + 1] - offsets[i]
-    p = 0.0 if length <= 1 else (t - offsets[i]) / (length - 1)
+    if i < len(offsets) - 2:
+        p = (t - offsets[i]) / length
+    else:
+        p = 0.0 if length <= 1 else (t - offsets[i]) / (length - 1)
     return plan.values["cycle_decay"] ** i * _cosine_tail(p)
 
 

@@ -57,9 +57,10 @@ def test_wsd_default_decay_is_20_percent_one_minus_sqrt():
 
 def test_cosine_restarts_equal_cycles_with_peak_decay():
     sched = build_schedule(warmup_steps=0, total_steps=8, decay="cosine_restarts", num_cycles=2, cycle_decay=0.5)
-    # cycle 0: steps 0-3, p = t/3; cycle 1: steps 4-7 at half the height, ending on the floor
+    # cycle 0: steps 0-3, p = t/4 (the restart replaces its floor); cycle 1: steps 4-7 at half the
+    # height, p = (t - 4)/3, ending on the floor
     assert table(sched, range(10)) == pytest.approx(
-        [1.0, 0.75, 0.25, 0.0, 0.5, 0.375, 0.125, 0.0, 0.0, 0.0], abs=1e-15)
+        [1.0, C45, 0.5, C135, 0.5, 0.375, 0.125, 0.0, 0.0, 0.0], abs=1e-15)
 
 
 def test_cosine_restarts_growing_cycles():
@@ -68,7 +69,7 @@ def test_cosine_restarts_growing_cycles():
     # 9 decay steps split 3 + 6: cycle starts at steps 1 and 4
     got = table(sched, range(12))
     cyc2 = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 5)) for k in range(6)]
-    assert got == pytest.approx([0.5, 1.0, 0.55, 0.1, *cyc2, 0.1, 0.1], abs=1e-15)
+    assert got == pytest.approx([0.5, 1.0, 0.775, 0.325, *cyc2, 0.1, 0.1], abs=1e-15)
     assert sched(4) == 1.0 and sched(9) == 0.1
 
 
