@@ -17,8 +17,16 @@ from typing import Any
 from lightning_optkit.schedules._checks import as_choice, as_float, as_int, fail
 from lightning_optkit.schedules.registry import Context, Plan, register_shape
 
-__all__ = ["hf_linear", "hf_cosine", "hf_cosine_restarts", "hf_polynomial", "hf_constant",
-           "hf_inverse_sqrt", "hf_wsd"]
+__all__ = [
+    "hf_linear",
+    "hf_cosine",
+    "hf_cosine_warmup_with_min_lr",
+    "hf_cosine_restarts",
+    "hf_polynomial",
+    "hf_constant",
+    "hf_inverse_sqrt",
+    "hf_wsd",
+]
 
 
 def _warm(step: int, plan: Plan) -> float:
@@ -77,6 +85,39 @@ def hf_cosine(step: int, plan: Plan) -> float:
     return max(0.0, factor)
 
 
+def _resolve_cosine_shifted(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    values = _resolve_cosine({k: v for k, v in opts.items() if k != "warmup_lr_rate"}, ctx)
+    rate = opts.get("warmup_lr_rate")
+    values["warmup_lr_rate"] = None if rate is None else as_float("warmup_lr_rate", rate, low=0.0, high=1.0,
+                                                                   example=0.1)
+    return values
+
+
+@register_shape("cosine_warmup_with_min_lr", compat="hf",
+                options={"num_cycles": 0.5, "min_lr_rate": None, "warmup_lr_rate": None},
+                resolve=_resolve_cosine_shifted, own_warmup=True,
+                example={"min_lr_rate": 0.1, "warmup_lr_rate": 0.05})
+def hf_cosine_warmup_with_min_lr(step: int, plan: Plan) -> float:
+    """``get_cosine_with_min_lr_schedule_with_warmup_lr_rate`` (``"cosine_warmup_with_min_lr"``).
+
+    Options: ``num_cycles``, ``min_lr_rate`` (or ``min_lr_ratio``), ``warmup_lr_rate`` -> same
+    names. The warm-up is ``(step + 1) / W`` (or ``warmup_lr_rate`` rising to 1 over ``W - 1``
+    steps) and the decay progress is ``(step - W + 1) / (T - W)``, so neither 0 nor the peak
+    of the plain cosine is used.
+    """
+    values = plan.values
+    s, w, t = float(step), float(plan.warmup_steps), float(plan.total_steps)  # type: ignore[arg-type]
+    if s < w:
+        rate = values["warmup_lr_rate"]
+        if rate is None:
+            return (s + 1.0) / max(1.0, w)
+        return rate + (1.0 - rate) * s / max(1, w - 1)
+    progress = (s - w + 1.0) / max(1.0, t - w)
+    factor = 0.5 * (1.0 + math.cos(math.pi * values["num_cycles"] * 2.0 * progress))
+    factor = factor * (1 - values["min_lr_rate"]) + values["min_lr_rate"]
+    return max(0.0, factor)
+
+
 def _resolve_restarts(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
     _common(ctx, floor=False)
     return {"num_cycles": as_int("num_cycles", opts.get("num_cycles", 1), minimum=1, example=3)}
@@ -113,9 +154,9 @@ def _resolve_polynomial(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
                 resolve=_resolve_polynomial, own_warmup=True,
                 example={"power": 2.0, "lr_end": 1e-4, "lr_init": 1e-3})
 def hf_polynomial(step: int, plan: Plan) -> float:
-    """``get_polynomial_decay_schedule_with_warmup``: ``power``, ``lr_end`` -> same names; ``lr_init`` -> ``optimizer.defaults["lr"]``.
+    """``get_polynomial_decay_schedule_with_warmup``: ``power``, ``lr_end`` -> same names.
 
-    The multiplier is ``(lr_end + (lr_init - lr_end) * (1 - p) ** power) / lr_init``, and
+    ``lr_init`` -> the anchor's ``optimizer.defaults["lr"]`` (required here). The multiplier is ``(lr_end + (lr_init - lr_end) * (1 - p) ** power) / lr_init``, and
     ``lr_end / lr_init`` past T.
     """
     values = plan.values

@@ -34,6 +34,17 @@ def ref_cosine(s, w, t, num_cycles=0.5, min_lr_rate=0.0):
     return max(0.0, min_lr_rate + (1 - min_lr_rate) * wave)
 
 
+def ref_cosine_shifted(s, w, t, num_cycles=0.5, min_lr_rate=0.0, warmup_lr_rate=None):
+    # the "cosine_warmup_with_min_lr" variant: warm-up without a step at 0, decay shifted by one step
+    if s < w:
+        if warmup_lr_rate is None:
+            return (s + 1) / max(1, w)
+        return warmup_lr_rate + (1 - warmup_lr_rate) * s / max(1, w - 1)
+    p = (s - w + 1) / max(1, t - w)
+    wave = (1.0 + math.cos(2.0 * math.pi * num_cycles * p)) / 2.0
+    return max(0.0, min_lr_rate + (1 - min_lr_rate) * wave)
+
+
 def ref_hard_restarts(s, w, t, num_cycles=1):
     if s < w:
         return ref_warmup(s, w)
@@ -107,6 +118,14 @@ def test_cosine_min_lr_rate_option_and_rise_past_horizon():
 
 
 @pytest.mark.parametrize(("w", "t"), COMBOS)
+@pytest.mark.parametrize(("cycles", "floor", "warm_rate"), [(0.5, 0.1, None), (0.5, 0.0, 0.05), (1.5, 0.2, 0.5)])
+def test_cosine_warmup_with_min_lr(w, t, cycles, floor, warm_rate):
+    sched = build_schedule(warmup_steps=w, total_steps=t, decay="cosine_warmup_with_min_lr", compat="hf",
+                           num_cycles=cycles, min_lr_ratio=floor, warmup_lr_rate=warm_rate)
+    assert_matches(sched, lambda s: ref_cosine_shifted(s, w, t, cycles, floor, warm_rate), t)
+
+
+@pytest.mark.parametrize(("w", "t"), COMBOS)
 @pytest.mark.parametrize("cycles", [1, 2, 3, 7])
 def test_hard_restarts(w, t, cycles):
     sched = build_schedule(warmup_steps=w, total_steps=t, decay="cosine_restarts", compat="hf", num_cycles=cycles)
@@ -169,5 +188,5 @@ def test_hf_table_by_hand():
 
 
 def test_every_hf_shape_is_covered_here():
-    assert list_shapes("hf") == ["constant", "cosine", "cosine_restarts", "inverse_sqrt", "linear", "polynomial",
-                                 "wsd"]
+    assert list_shapes("hf") == ["constant", "cosine", "cosine_restarts", "cosine_warmup_with_min_lr", "inverse_sqrt",
+                                 "linear", "polynomial", "wsd"]
