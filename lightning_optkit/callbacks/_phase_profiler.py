@@ -1,0 +1,94 @@
+"""A Lightning ``Profiler`` that feeds a :class:`PhaseAccountant` and forwards to the user's profiler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.profilers import PassThroughProfiler, Profiler
+
+from lightning_optkit.profiling.accounting import PhaseAccountant
+
+__all__ = ["PhaseProfiler"]
+
+
+class _Action:
+    """A reusable context manager for one action name (cheaper than a generator context)."""
+
+    __slots__ = ("_start", "_stop", "_name")
+
+    def __init__(self, profiler: PhaseProfiler, name: str) -> None:
+        self._start = profiler.start
+        self._stop = profiler.stop
+        self._name = name
+
+    def __enter__(self) -> str:
+        self._start(self._name)
+        return self._name
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop(self._name)
+
+
+class PhaseProfiler(Profiler):
+    """Times every action Lightning names, then hands the call on to ``inner``.
+
+    Args:
+        accountant: Receives the start/stop events.
+        inner: The profiler the user set on the Trainer (``None`` or a pass-through is skipped).
+    """
+
+    def __init__(self, accountant: PhaseAccountant, inner: Profiler | None = None) -> None:
+        super().__init__(dirpath=getattr(inner, "dirpath", None), filename=getattr(inner, "filename", None))
+        self.accountant = accountant
+        self.inner = inner
+        self._contexts: dict[str, _Action] = {}
+        forward = inner is not None and not isinstance(inner, PassThroughProfiler)
+        self._inner_uses_context = forward and type(inner).profile is not Profiler.profile
+        if not forward:
+            # no one to forward to: bind the accountant directly (one call per event)
+            self.start = accountant.start  # type: ignore[method-assign]
+            self.stop = accountant.stop  # type: ignore[method-assign]
+        self._open: dict[str, list[Any]] = {}
+
+    def start(self, action_name: str) -> None:
+        self.accountant.start(action_name)
+        if self._inner_uses_context:
+            context = self.inner.profile(action_name)  # type: ignore[union-attr]
+            context.__enter__()
+            self._open.setdefault(action_name, []).append(context)
+        else:
+            self.inner.start(action_name)  # type: ignore[union-attr]
+
+    def stop(self, action_name: str) -> None:
+        if self._inner_uses_context:
+            opened = self._open.get(action_name)
+            if opened:
+                opened.pop().__exit__(None, None, None)
+        else:
+            self.inner.stop(action_name)  # type: ignore[union-attr]
+        self.accountant.stop(action_name)
+
+    def profile(self, action_name: str) -> _Action:  # type: ignore[override]
+        context = self._contexts.get(action_name)
+        if context is None:
+            context = self._contexts[action_name] = _Action(self, action_name)
+        return context
+
+    def summary(self) -> str:
+        return self.inner.summary() if self.inner is not None else ""
+
+    def describe(self) -> None:
+        if self.inner is not None:
+            self.inner.describe()
+
+    def setup(self, stage: str, local_rank: int | None = None, log_dir: str | None = None) -> None:
+        super().setup(stage, local_rank, log_dir)
+        if self.inner is not None:
+            self.inner.setup(stage, local_rank, log_dir)
+
+    def teardown(self, stage: str | None) -> None:
+        if self.inner is not None:
+            self.inner.teardown(stage)
+
+    def __del__(self) -> None:
+        pass

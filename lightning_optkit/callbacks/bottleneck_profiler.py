@@ -1,0 +1,437 @@
+"""``BottleneckProfiler``: measures where each training step's time goes and names the fix.
+
+The callback wraps the Trainer's profiler (forwarding every call to it) to time the actions
+Lightning already names, measures ``LightningModule.log`` separately, samples memory and
+compiled graphs every few steps and, at the end of ``fit`` (or when it fails), diagnoses the run
+with the pure rules of :mod:`lightning_optkit.profiling` and writes a small report.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import types
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks.checkpoint import Checkpoint
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_optkit import _shared
+from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
+from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
+from lightning_optkit.profiling import files, render
+from lightning_optkit.profiling.accounting import PhaseAccountant
+from lightning_optkit.profiling.collect import measurements_from, rank_summary
+from lightning_optkit.profiling.html import to_html
+from lightning_optkit.profiling.phases import ActionClassifier
+from lightning_optkit.profiling.report import build_report
+from lightning_optkit.profiling.rules import diagnose
+from lightning_optkit.profiling.sampling import (
+    allocator_memory,
+    compiled_graphs,
+    device_info,
+    peak_flops,
+    process_rss_bytes,
+)
+from lightning_optkit.profiling.series import BoundedSeries
+
+__all__ = ["BottleneckProfiler"]
+
+Format = Literal["json", "md", "html"]
+_FORMATS = ("json", "md", "html")
+
+
+def _positive(name: str, value: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer; {hint}")
+
+
+class BottleneckProfiler(Callback):
+    """Names what holds training back, with the measured share of time it costs and the fix.
+
+    Args:
+        dirpath: Directory of the report files; default: the trainer's ``log_dir``
+            (``default_root_dir`` without a logger).
+        filename: Base name of the report files (``<filename>.json``, ``.md``, ``.html``).
+        formats: Report files to write, any of ``json``, ``md``, ``html``.
+        sample_every_n_steps: Steps between cheap samples (memory, compiled graphs, batch size).
+        sync_every_n_steps: Steps between gathers of the per-rank summaries under DDP.
+        warmup_steps: First steps not measured (one-time costs such as lazy initialisation).
+        deep_window_steps: Steps of a ``torch.profiler`` window summarised into the report; 0 = off.
+        deep_window_start: Step at which the deep window starts.
+        trace: Also export the deep window as a Chrome trace file next to the report.
+        trace_max_mb: Largest trace file kept, in MB (a larger one is deleted with a warning).
+        measure_flops: Count the model's FLOPs once on one batch (``torch.utils.flop_counter``).
+        log_shares: Log each category's share as ``bottleneck/<category>`` to the trainer's loggers.
+        console: Print a one-screen ranked summary at the end.
+        timeline_points: Points of the step-time chart (the timeline is downsampled to fit).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        filename: str = "bottlenecks",
+        formats: Sequence[Format] = ("json", "md", "html"),
+        sample_every_n_steps: int = 25,
+        sync_every_n_steps: int = 200,
+        warmup_steps: int = 1,
+        deep_window_steps: int = 0,
+        deep_window_start: int = 10,
+        trace: bool = False,
+        trace_max_mb: float = 50.0,
+        measure_flops: bool = True,
+        log_shares: bool = False,
+        console: bool = True,
+        timeline_points: int = 96,
+    ) -> None:
+        super().__init__()
+        _positive("sample_every_n_steps", sample_every_n_steps, "take a sample every 25 steps, for example")
+        _positive("sync_every_n_steps", sync_every_n_steps, "gather rank summaries every 200 steps, for example")
+        _positive("timeline_points", timeline_points, "96 points draw a readable chart")
+        for name, value in (("warmup_steps", warmup_steps), ("deep_window_steps", deep_window_steps),
+                            ("deep_window_start", deep_window_start)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r} must be an integer >= 0 (deep_window_steps=0 turns the window off)")
+        if not isinstance(formats, (list, tuple)) or not formats:
+            raise ValueError(f"formats={formats!r} must be a non-empty list of {list(_FORMATS)}")
+        unknown = [f for f in formats if f not in _FORMATS]
+        if unknown:
+            raise ValueError(f"formats={list(formats)!r} holds unknown format(s) {unknown}; choose from {list(_FORMATS)}")
+        if not filename or os.sep in filename:
+            raise ValueError(f"filename={filename!r} must be a plain file name such as 'bottlenecks'")
+        if not trace_max_mb > 0:
+            raise ValueError(f"trace_max_mb={trace_max_mb!r} must be > 0, such as 50")
+        self.dirpath = dirpath
+        self.filename = filename
+        self.formats = tuple(formats)
+        self.sample_every_n_steps = sample_every_n_steps
+        self.sync_every_n_steps = sync_every_n_steps
+        self.warmup_steps = warmup_steps
+        self.deep_window_steps = deep_window_steps
+        self.deep_window_start = deep_window_start
+        self.trace = trace
+        self.trace_max_mb = trace_max_mb
+        self.measure_flops = measure_flops
+        self.log_shares = log_shares
+        self.console = console
+        self.timeline_points = timeline_points
+        self.report: dict[str, Any] | None = None
+        self._active = False
+
+    # ------------------------------------------------------------------ set-up / tear-down
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._resolved_dir = self.dirpath or trainer.log_dir or trainer.default_root_dir
+        problem = files.check_writable(self._resolved_dir)
+        if problem is not None:
+            raise MisconfigurationException(
+                f"BottleneckProfiler(dirpath={self._resolved_dir!r}) is not writable ({problem}); pass a "
+                "writable dirpath (or fix the trainer's log_dir) so the report is not lost at the end"
+            )
+        self._trainer = trainer
+        checkpoint_keys = frozenset(cb.state_key for cb in trainer.callbacks if isinstance(cb, Checkpoint))
+        classifier = ActionClassifier(checkpoint_keys=checkpoint_keys, own_key=self.state_key)
+        self.accountant = PhaseAccountant(classifier, self._step_kind, timeline_points=self.timeline_points)
+        self.accountant.on_step_end = self._on_step_end
+        self._batches = 0
+        self._saves = 0
+        self._bs_sum = 0.0
+        self._bs_n = 0
+        self._memory = BoundedSeries(capacity=64)
+        self._rss_peak = 0.0
+        self._graphs_start = compiled_graphs()
+        self._graphs = self._graphs_start
+        self._recompiles = 0
+        self._sample_graphs = False
+        self._recompile_seconds = 0.0
+        self._ranks: list[Any] = []
+        self._optimizers: list[tuple[Any, Any]] = []
+        self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
+        self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
+        self._inner = trainer.profiler
+        if isinstance(self._inner, PhaseProfiler):  # a second fit on the same trainer
+            self._inner = self._inner.inner
+        trainer.profiler = PhaseProfiler(self.accountant, self._inner)
+        self._module = pl_module
+        original_log = pl_module.log
+        start, stop = self.accountant.start_logging, self.accountant.stop_logging
+
+        def timed_log(*args: Any, **kwargs: Any) -> None:
+            start()
+            try:
+                original_log(*args, **kwargs)
+            finally:
+                stop()
+
+        pl_module.log = timed_log  # type: ignore[method-assign]
+        self._active = True
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore(trainer)
+
+    def _restore(self, trainer: pl.Trainer) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if isinstance(trainer.profiler, PhaseProfiler):
+            trainer.profiler = self._inner
+        self._module.__dict__.pop("log", None)
+        self._window.close(None)
+        if self._flops is not None:
+            self._flops.close()
+        for optimizer, previous in self._optimizers:
+            if previous is None:
+                optimizer.__dict__.pop("step", None)
+            else:
+                optimizer.step = previous
+        self._optimizers = []
+
+    def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
+        """Time each optimizer's own ``step`` (Lightning's hook around it is only plumbing)."""
+        known = {id(o) for o, _ in self._optimizers}
+        enter, leave = self.accountant.enter, self.accountant.leave
+        phase = self.accountant.phase_index("optimizer_step")
+        for optimizer in trainer.optimizers:
+            if id(optimizer) in known:
+                continue
+            original = optimizer.step
+
+            def timed_step(opt: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                enter(phase)
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    leave()
+
+            self._optimizers.append((optimizer, optimizer.__dict__.get("step")))
+            # a bound method, so that LR schedulers created later can wrap it again
+            optimizer.step = types.MethodType(timed_step, optimizer)
+
+    # ------------------------------------------------------------------ per step
+    def _flop_step(self) -> int:
+        step = self.warmup_steps
+        if self.deep_window_steps and self.deep_window_start <= step < self.deep_window_start + self.deep_window_steps:
+            step = self.deep_window_start + self.deep_window_steps
+        return step
+
+    def _step_kind(self) -> str | None:
+        search = _shared.current_search_phase(self._trainer)
+        if search is not None:
+            return search
+        index = self._batches
+        if index < self.warmup_steps:
+            return "warmup"
+        if self._window.covers(index):
+            return "deep_window"
+        if self._flops is not None and index == self._flops.step:
+            return "flop_count"
+        return None
+
+    def _on_step_end(self, seconds: float, kind: str | None) -> None:
+        if self._sample_graphs:
+            graphs = compiled_graphs()
+            if graphs != self._graphs:
+                self._graphs = graphs
+                if kind is None:
+                    self._recompiles += 1
+                    self._recompile_seconds += seconds
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active:
+            return
+        self._sample_graphs = "torch._dynamo" in sys.modules
+        self._wrap_optimizers(trainer)
+        total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
+        if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
+            rank_zero_warn(
+                f"BottleneckProfiler(deep_window_start={self.deep_window_start}, deep_window_steps="
+                f"{self.deep_window_steps}) ends after the run's {int(total)} steps; the window will be cut short. "
+                "Start it earlier or shorten it."
+            )
+        self._sample(trainer, batch=None)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if not self._active:
+            return
+        index = self._batches
+        if index == self._window.start and self.deep_window_steps:
+            self._window.open(trainer.strategy.root_device)
+        if self._flops is not None and index == self._flops.step:
+            self._flops.open(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not self._active:
+            return
+        self._batches += 1
+        index = self._batches
+        if self._flops is not None and index == self._flops.step + 1:
+            self._flops.close()
+        if self._window.active and index >= self._window.start + self._window.steps:
+            self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb)
+        if index % self.sample_every_n_steps == 0 or index == 1:
+            self._sample(trainer, batch)
+        if trainer.world_size > 1 and index % self.sync_every_n_steps == 0:
+            self._gather(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._saves += 1
+
+    def _sample(self, trainer: pl.Trainer, batch: Any) -> None:
+        self._sample_graphs = "torch._dynamo" in sys.modules
+        self._wrap_optimizers(trainer)
+        device = trainer.strategy.root_device
+        alloc = allocator_memory(device)
+        value = alloc["allocated"] if alloc else process_rss_bytes()
+        if value is not None:
+            self._memory.add(float(self._batches), float(value))
+            self._rss_peak = max(self._rss_peak, float(alloc["allocated_peak"] if alloc else value))
+        if batch is not None:
+            try:
+                from lightning.pytorch.utilities.data import extract_batch_size
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._bs_sum += extract_batch_size(batch)
+                    self._bs_n += 1
+            except Exception:
+                pass
+        if self.log_shares and trainer.loggers and self.accountant.steps:
+            self._log_shares(trainer)
+
+    def _log_shares(self, trainer: pl.Trainer) -> None:
+        from lightning_optkit.profiling.phases import CATEGORIES
+
+        seconds = self.accountant.category_seconds()
+        wall = sum(seconds[:-1]) or 1.0
+        metrics = {f"bottleneck/{c}": s / wall for c, s in zip(CATEGORIES[:-1], seconds[:-1])}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def _gather(self, trainer: pl.Trainer) -> None:
+        own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
+        self._ranks = gather_ranks(trainer.strategy, own, self.timeline_points, self.accountant.phases)
+
+    # ------------------------------------------------------------------ the report
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active:
+            return
+        self.accountant.finish()
+        self._close_window()
+        self._sample(trainer, batch=None)
+        if trainer.world_size > 1:
+            self._gather(trainer)
+        self._finalise(trainer, "finished")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not self._active:
+            return
+        try:
+            self.accountant.finish()
+            self._close_window()
+            self._finalise(trainer, f"interrupted: {type(exception).__name__}: {exception}")
+        finally:
+            self._restore(trainer)
+
+    def _finalise(self, trainer: pl.Trainer, status: str) -> None:
+        device = trainer.strategy.root_device
+        precision = str(getattr(trainer, "precision", "32-true"))
+        info = device_info(device, precision, _train_loader(trainer))
+        alloc = allocator_memory(device)
+        own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
+        ranks = self._ranks if len(self._ranks) > 1 else [own]
+        batch_size = self._bs_sum / self._bs_n if self._bs_n else None
+        m = measurements_from(
+            self.accountant, device=info, batch_size=batch_size, checkpoint_saves=self._saves,
+            memory_samples=self._memory.samples(), memory_peak=self._rss_peak or None,
+            memory_total=float(info.total_memory) if info.total_memory else None,
+            alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=self._recompiles,
+            recompile_seconds=self._recompile_seconds, graphs=self._graphs - self._graphs_start,
+            deep_window=self._window.summary, ranks=ranks, locations=self._locations(trainer),
+            val_check_interval=trainer.val_check_interval,
+        )
+        findings = diagnose(m)
+        wall = m.wall_seconds
+        throughput: dict[str, Any] = {"steps_per_second": m.steps / wall if wall else None, "batch_size": batch_size}
+        if batch_size and wall:
+            throughput["samples_per_second"] = batch_size * m.steps / wall
+        flops = self._flops.flops if self._flops is not None else None
+        if flops and m.step_median:
+            throughput["flops_per_step"] = float(flops)
+            throughput["flops_per_second"] = flops / m.step_median
+            peak = peak_flops(device, precision)
+            throughput["flop_utilisation"] = flops / m.step_median / peak if peak else None
+        samples = self._memory.samples()
+        memory = {"kind": "cuda_allocated" if alloc else "process_rss",
+                  "start_mb": samples[0][1] / 2**20 if samples else None,
+                  "end_mb": samples[-1][1] / 2**20 if samples else None,
+                  "peak_mb": self._rss_peak / 2**20 if self._rss_peak else None}
+        if alloc:
+            memory["reserved_peak_mb"] = alloc["reserved_peak"] / 2**20
+        self.report = build_report(
+            m, findings, decisions=dict(_shared.run_notes(trainer).decisions), throughput=throughput,
+            memory=memory, timeline=self.accountant.timeline.per_step(),
+            steps_per_point=self.accountant.timeline.steps_per_point, status=status,
+        )
+        if trainer.is_global_zero:
+            self._write(self.report)
+            if self.console:
+                render.print_console(self.report)
+
+    def _write(self, report: dict[str, Any]) -> None:
+        renderers = {"json": render.to_json, "md": render.to_markdown, "html": to_html}
+        for fmt in self.formats:
+            files.write_atomic(os.path.join(self._resolved_dir, f"{self.filename}.{fmt}"), renderers[fmt](report))
+
+    def _close_window(self) -> None:
+        if self._window.active:
+            done = max(self._batches - self._window.start, 1)
+            self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb, steps_done=done)
+
+    def _trace_path(self) -> str:
+        return os.path.join(self._resolved_dir, f"{self.filename}-trace.json")
+
+    def _locations(self, trainer: pl.Trainer) -> dict[str, str]:
+        where: dict[str, str] = {}
+        for phase in self.accountant.phases:
+            if not phase.startswith(("callback:", "hook:")):
+                continue
+            owner, hook = phase.split(":", 1)[1].rsplit(".", 1)
+            objects = list(trainer.callbacks) + [trainer.lightning_module]
+            for obj in objects:
+                if type(obj).__name__ == owner and hasattr(obj, hook):
+                    where[phase] = _source(getattr(type(obj), hook))
+                    break
+        module = trainer.lightning_module
+        where["optimizer_step"] = "LightningModule.optimizer_step -> " + type(trainer.optimizers[0]).__name__ \
+            if trainer.optimizers else "LightningModule.optimizer_step"
+        where["logging"] = f"{_source(type(module).training_step)} (self.log calls)"
+        return where
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def _source(fn: Any) -> str:
+    try:
+        return f"{os.path.basename(inspect.getsourcefile(fn) or '?')}:{inspect.getsourcelines(fn)[1]}"
+    except (OSError, TypeError):
+        return getattr(fn, "__qualname__", "?")
+
+
+def _train_loader(trainer: pl.Trainer) -> Any:
+    loaders = trainer.train_dataloader
+    if isinstance(loaders, torch.utils.data.DataLoader):
+        return loaders
+    flat = getattr(loaders, "flattened", None)
+    if flat:
+        return flat[0]
+    return None

@@ -1,0 +1,238 @@
+"""Exclusive phase accounting of training steps, in constant memory and a few operations per event.
+
+The accountant receives ``start(name)`` / ``stop(name)`` events of nested actions (Lightning's
+profiler calls). The time between two consecutive events belongs to the innermost open action,
+so every nanosecond of a step is counted exactly once (exclusive time). A step runs from the start
+of one training batch fetch to the start of the next. Steps spent on something other than the
+run itself (warm-up, a search, a deep profiling window) are accounted separately as *excluded*.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from lightning_optkit.profiling.phases import (
+    BATCH_MARK,
+    CATEGORIES,
+    CORE_PHASES,
+    EXCLUDED_CATEGORY,
+    ActionClassifier,
+    category_of,
+)
+from lightning_optkit.profiling.series import LogHistogram, Timeline
+
+__all__ = ["PhaseAccountant"]
+
+_OTHER = CORE_PHASES.index("other")
+_FETCH = CORE_PHASES.index("data_fetch")
+_LOGGING = CORE_PHASES.index("logging")
+_VALIDATION = CORE_PHASES.index("validation")
+
+
+class PhaseAccountant:
+    """Splits wall time into exclusive phases per step.
+
+    Args:
+        classifier: Maps action names to phases.
+        step_kind: Called once per step start; returns ``None`` for an ordinary step or the name of
+            what the step is spent on (``"warmup"``, ``"optimizer_race"``, ...).
+        clock: Timer backend returning integer nanoseconds (``time.perf_counter_ns``).
+        timeline_points: Maximum number of points of the timeline.
+    """
+
+    def __init__(
+        self,
+        classifier: ActionClassifier | None = None,
+        step_kind: Callable[[], str | None] | None = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        timeline_points: int = 96,
+    ) -> None:
+        self.classifier = classifier or ActionClassifier()
+        self.step_kind = step_kind or (lambda: None)
+        self.clock = clock
+        self.phases: list[str] = list(CORE_PHASES)
+        self._category: list[int] = [category_of(p) for p in self.phases]
+        self._index: dict[str, int] = {p: i for i, p in enumerate(self.phases)}
+        self._cache: dict[str, tuple[int, bool]] = {}
+        self.run_ns: list[int] = [0] * len(self.phases)
+        self.excluded_ns: dict[str, list[int]] = {}
+        self.excluded_steps: dict[str, int] = {}
+        self._pre_ns: list[int] = [0] * len(self.phases)
+        self._acc = self._pre_ns
+        self._stack: list[int] = []
+        self._cur = _OTHER
+        self._gap = _OTHER
+        self._in_val = False
+        self._last = clock()
+        self._batch_ran = False
+        self.started = False
+        self._step_start = 0
+        self._step_kind: str | None = None
+        self.steps = 0
+        self.step_times = LogHistogram()
+        self.log_calls = 0
+        self.validation_runs = 0
+        self.timeline = Timeline(width=len(CATEGORIES), capacity=timeline_points)
+        self._snapshot: list[int] = [0] * len(self.phases)
+        self._excluded_snapshot = 0
+        self._steps_since_point = 0
+        self.on_step_end: Callable[[float, str | None], None] | None = None
+
+    # ----------------------------------------------------------------- hot path
+    def start(self, name: str) -> None:
+        """An action named ``name`` starts."""
+        entry = self._cache.get(name)
+        if entry is None:
+            entry = self._learn(name)
+        phase, validation = entry
+        now = self.clock()
+        if phase < 0:
+            if phase == BATCH_MARK:
+                if self._batch_ran and not self._stack:
+                    self._acc[self._cur] += now - self._last
+                    self._last = now
+                    self._boundary(now)
+                self._batch_ran = True
+            return
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        stack = self._stack
+        if not stack:
+            if phase == _FETCH and (self._batch_ran or not self.started):
+                self._boundary(now)
+                self._batch_ran = False
+            if validation and not self._in_val:
+                self.validation_runs += 1
+            self._in_val = validation
+            self._gap = _VALIDATION if validation else _OTHER
+            stack.append(self._gap)
+        else:
+            stack.append(self._cur)
+        self._cur = phase
+
+    def stop(self, name: str) -> None:
+        """The action named ``name`` stops."""
+        entry = self._cache.get(name)
+        if entry is None or entry[0] < 0 or not self._stack:
+            return
+        now = self.clock()
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        self._cur = self._stack.pop()
+
+    def start_logging(self) -> None:
+        """A ``LightningModule.log`` call starts (counted as validation inside a validation run)."""
+        self.log_calls += 1
+        self.enter(_VALIDATION if self._in_val else _LOGGING)
+
+    def stop_logging(self) -> None:
+        """The ``LightningModule.log`` call returns."""
+        self.leave()
+
+    def enter(self, phase: int) -> None:
+        """Code of phase index ``phase`` starts (for code Lightning does not name, such as ``optimizer.step``)."""
+        now = self.clock()
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        self._stack.append(self._cur)
+        self._cur = phase
+
+    def leave(self) -> None:
+        """The code entered last returns."""
+        if not self._stack:
+            return
+        now = self.clock()
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        self._cur = self._stack.pop()
+
+    # ----------------------------------------------------------------- step bookkeeping
+    def _learn(self, name: str) -> tuple[int, bool]:
+        found = self.classifier.classify(name)
+        if found.code < 0:
+            entry = (found.code, found.validation)
+        else:
+            entry = (self.phase_index(found.phase), found.validation)
+        self._cache[name] = entry
+        return entry
+
+    def phase_index(self, phase: str) -> int:
+        """The index of ``phase``, registering it on first use."""
+        index = self._index.get(phase)
+        if index is None:
+            index = len(self.phases)
+            self.phases.append(phase)
+            self._category.append(category_of(phase))
+            self._index[phase] = index
+            for acc in (self.run_ns, self._pre_ns, self._snapshot, *self.excluded_ns.values()):
+                acc.append(0)
+        return index
+
+    def _boundary(self, now: int) -> None:
+        if self.started:
+            seconds = (now - self._step_start) * 1e-9
+            kind = self._step_kind
+            if kind is None:
+                self.steps += 1
+                self.step_times.add(seconds)
+            else:
+                self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
+            self._steps_since_point += 1
+            if self._steps_since_point >= self.timeline.steps_per_point:
+                self._close_point()
+            if self.on_step_end is not None:
+                self.on_step_end(seconds, kind)
+        self.started = True
+        self._step_start = now
+        kind = self.step_kind()
+        self._step_kind = kind
+        if kind is None:
+            self._acc = self.run_ns
+        else:
+            acc = self.excluded_ns.get(kind)
+            if acc is None:
+                acc = self.excluded_ns[kind] = [0] * len(self.phases)
+            self._acc = acc
+
+    def _close_point(self) -> None:
+        seconds = [0.0] * len(CATEGORIES)
+        category = self._category
+        snapshot = self._snapshot
+        for i, value in enumerate(self.run_ns):
+            seconds[category[i]] += (value - snapshot[i]) * 1e-9
+            snapshot[i] = value
+        excluded = sum(sum(acc) for acc in self.excluded_ns.values())
+        seconds[EXCLUDED_CATEGORY] += (excluded - self._excluded_snapshot) * 1e-9
+        self._excluded_snapshot = excluded
+        self.timeline.add(seconds, self._steps_since_point)
+        self._steps_since_point = 0
+
+    def finish(self) -> None:
+        """Close the step in progress (call once at the end of the run; events after it still count)."""
+        now = self.clock()
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        if self.started and self._batch_ran:
+            self._boundary(now)
+            self._batch_ran = False
+        if self._steps_since_point:
+            self._close_point()
+        self._acc = self._pre_ns
+
+    # ----------------------------------------------------------------- results
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds per phase over the ordinary (not excluded) steps."""
+        return {p: ns * 1e-9 for p, ns in zip(self.phases, self.run_ns) if ns}
+
+    def excluded_seconds(self) -> dict[str, float]:
+        """Seconds per excluded kind (warm-up, searches, deep windows)."""
+        return {kind: sum(acc) * 1e-9 for kind, acc in self.excluded_ns.items()}
+
+    def category_seconds(self) -> list[float]:
+        """Seconds per chart category over the ordinary steps."""
+        seconds = [0.0] * len(CATEGORIES)
+        for i, ns in enumerate(self.run_ns):
+            seconds[self._category[i]] += ns * 1e-9
+        seconds[EXCLUDED_CATEGORY] = sum(self.excluded_seconds().values())
+        return seconds

@@ -1,0 +1,148 @@
+"""Cheap periodic samples: process memory, allocator memory, compiled graphs, device facts.
+
+Every function here is safe to call every few dozen steps: none synchronises a device.
+``psutil`` is optional; without it the resident set size comes from ``/proc`` or ``resource``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "DeviceInfo",
+    "process_rss_bytes",
+    "system_memory_bytes",
+    "allocator_memory",
+    "compiled_graphs",
+    "device_info",
+    "peak_flops",
+]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the rules need to know about the accelerator (injectable in tests).
+
+    Attributes:
+        type: ``"cuda"``, ``"cpu"``, ``"mps"``, ...
+        name: Device name.
+        capability: CUDA compute capability ``(major, minor)`` or ``None``.
+        total_memory: Device memory in bytes (system memory on CPU), or ``None``.
+        precision: The trainer's precision setting, such as ``"32-true"`` or ``"bf16-mixed"``.
+        pin_memory: Whether the training DataLoader pins memory (``None`` if unknown).
+        num_workers: The training DataLoader's ``num_workers`` (``None`` if unknown).
+    """
+
+    type: str = "cpu"
+    name: str = "cpu"
+    capability: tuple[int, int] | None = None
+    total_memory: int | None = None
+    precision: str = "32-true"
+    pin_memory: bool | None = None
+    num_workers: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        data = asdict(self)
+        data["capability"] = list(self.capability) if self.capability else None
+        return data
+
+
+def process_rss_bytes() -> int | None:
+    """Resident set size of this process in bytes (``None`` if it cannot be read)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or restricted
+        pass
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except Exception:
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except Exception:
+        return None
+
+
+def system_memory_bytes() -> int | None:
+    """Total system memory in bytes (``None`` if unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def allocator_memory(device: torch.device) -> dict[str, int] | None:
+    """Allocated/reserved bytes, peaks and allocation retries of the CUDA caching allocator."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    stats = torch.cuda.memory_stats(device)
+    return {
+        "allocated": int(stats.get("allocated_bytes.all.current", 0)),
+        "allocated_peak": int(stats.get("allocated_bytes.all.peak", 0)),
+        "reserved": int(stats.get("reserved_bytes.all.current", 0)),
+        "reserved_peak": int(stats.get("reserved_bytes.all.peak", 0)),
+        "alloc_retries": int(stats.get("num_alloc_retries", 0)),
+    }
+
+
+def compiled_graphs() -> int:
+    """Graphs compiled by ``torch.compile`` so far in this process (0 if dynamo is unused)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:
+        return 0
+
+
+def device_info(device: torch.device, precision: str = "32-true", loader: Any = None) -> DeviceInfo:
+    """Describe ``device`` and the training DataLoader ``loader`` without synchronising anything."""
+    pin = getattr(loader, "pin_memory", None)
+    workers = getattr(loader, "num_workers", None)
+    if device.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(device)
+        return DeviceInfo(
+            type="cuda",
+            name=str(props.name),
+            capability=tuple(torch.cuda.get_device_capability(device)),  # type: ignore[arg-type]
+            total_memory=int(props.total_memory),
+            precision=str(precision),
+            pin_memory=pin,
+            num_workers=workers,
+        )
+    return DeviceInfo(
+        type=device.type,
+        name=device.type,
+        total_memory=system_memory_bytes(),
+        precision=str(precision),
+        pin_memory=pin,
+        num_workers=workers,
+    )
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """Theoretical peak FLOP/s of ``device`` at ``precision`` where Lightning knows it."""
+    if device.type != "cuda":
+        return None
+    try:
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
+        value = get_available_flops(device, dtype)
+        return float(value) if value else None
+    except Exception:
+        return None

@@ -1,0 +1,138 @@
+"""Constant-memory statistics of a run: a log-binned histogram and a downsampled timeline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["LogHistogram", "Timeline", "BoundedSeries"]
+
+_BINS_PER_DECADE = 64
+_LOW_EXP = -7  # 100 ns
+_DECADES = 11  # up to 10,000 s
+
+
+@dataclass
+class LogHistogram:
+    """Step times in logarithmic bins (3.7 % wide): quantiles in constant memory.
+
+    The exact maximum, sum and count are kept as well.
+    """
+
+    counts: list[int] = field(default_factory=lambda: [0] * (_BINS_PER_DECADE * _DECADES))
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        """Record one value in seconds."""
+        self.count += 1
+        self.total += seconds
+        if seconds > self.maximum:
+            self.maximum = seconds
+        if seconds <= 0.0:
+            index = 0
+        else:
+            index = int((math.log10(seconds) - _LOW_EXP) * _BINS_PER_DECADE)
+            index = min(max(index, 0), len(self.counts) - 1)
+        self.counts[index] += 1
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile (0..1) in seconds, at the geometric centre of its bin (0 if empty)."""
+        if self.count == 0:
+            return 0.0
+        rank = q * (self.count - 1)
+        seen = 0
+        for index, n in enumerate(self.counts):
+            seen += n
+            if seen > rank:
+                value = 10.0 ** (_LOW_EXP + (index + 0.5) / _BINS_PER_DECADE)
+                return min(value, self.maximum)
+        return self.maximum
+
+    @property
+    def mean(self) -> float:
+        """Mean value in seconds (0 if empty)."""
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass
+class Timeline:
+    """Seconds per chart category over the run, in at most ``capacity`` points.
+
+    Each point covers ``steps_per_point`` steps; when the points run out, neighbours are merged in
+    pairs and ``steps_per_point`` doubles, so memory stays constant however long the run.
+
+    Args:
+        width: Number of categories per point.
+        capacity: Maximum number of points (even, at least 2).
+    """
+
+    width: int
+    capacity: int = 96
+    steps_per_point: int = 1
+    points: list[list[float]] = field(default_factory=list)
+    steps_in_last: int = 0
+
+    def add(self, seconds_by_category: list[float], steps: int) -> None:
+        """Add ``steps`` steps whose time per category is ``seconds_by_category``."""
+        if self.points and self.steps_in_last < self.steps_per_point:
+            last = self.points[-1]
+            for i, value in enumerate(seconds_by_category):
+                last[i] += value
+            self.steps_in_last += steps
+            return
+        if len(self.points) >= self.capacity:
+            self._halve()
+            self.add(seconds_by_category, steps)
+            return
+        self.points.append(list(seconds_by_category))
+        self.steps_in_last = steps
+
+    def _halve(self) -> None:
+        merged = []
+        for i in range(0, len(self.points) - 1, 2):
+            merged.append([a + b for a, b in zip(self.points[i], self.points[i + 1])])
+        self.points = merged
+        self.steps_per_point *= 2
+        self.steps_in_last = self.steps_per_point
+
+    def per_step(self) -> list[list[float]]:
+        """Mean seconds per step for each point (the last point may cover fewer steps)."""
+        rows = []
+        for i, point in enumerate(self.points):
+            steps = self.steps_in_last if i == len(self.points) - 1 else self.steps_per_point
+            rows.append([value / max(steps, 1) for value in point])
+        return rows
+
+
+@dataclass
+class BoundedSeries:
+    """``(x, y)`` samples kept in at most ``capacity`` entries by dropping every second one."""
+
+    capacity: int = 64
+    stride: int = 1
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    last: tuple[float, float] | None = None
+    _seen: int = 0
+
+    def add(self, x: float, y: float) -> None:
+        """Offer one sample; it is kept when it falls on the current stride (the last always is)."""
+        self.last = (x, y)
+        self._seen += 1
+        if (self._seen - 1) % self.stride:
+            return
+        self.xs.append(x)
+        self.ys.append(y)
+        if len(self.xs) >= self.capacity:
+            self.xs = self.xs[::2]
+            self.ys = self.ys[::2]
+            self.stride *= 2
+
+    def samples(self) -> list[tuple[float, float]]:
+        """The kept samples, ending with the most recent one."""
+        pairs = list(zip(self.xs, self.ys))
+        if self.last is not None and (not pairs or pairs[-1] != self.last):
+            pairs.append(self.last)
+        return pairs
