@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any
 
 __all__ = [
-    "fail",
-    "as_int",
-    "as_float",
     "as_choice",
+    "as_float",
+    "as_int",
     "as_int_list",
+    "fail",
 ]
 
 
@@ -36,7 +37,7 @@ def as_int(arg: str, value: Any, *, minimum: int = 0, example: int = 100) -> int
 
     Booleans and floats (even ``100.0``) are rejected: steps are counted, not measured.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise fail(arg, value, f"expected an integer number of optimizer steps >= {minimum}",
                    f"pass a whole number, e.g. {arg}={max(example, minimum)}")
     try:
@@ -63,6 +64,10 @@ def as_float(
     """Return ``value`` as a finite ``float`` inside the given interval or raise."""
     lo_b = "(" if low_open else "["
     hi_b = ")" if high_open else "]"
+    if low is None:
+        lo_b = "("
+    if high is None:
+        hi_b = ")"
     interval = f"{lo_b}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_b}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(arg, value, f"expected a number in {interval}", f"pass e.g. {arg}={example}")
@@ -89,10 +94,12 @@ def as_int_list(arg: str, value: Any, *, minimum: int = 0) -> tuple[int, ...]:
     """Return ``value`` as a strictly increasing tuple of ints >= ``minimum`` or raise."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise fail(arg, value, "expected a list of step numbers", f"pass e.g. {arg}=[1000, 2000]")
+    if isinstance(value, tuple):
+        value = list(value)  # shown as the user wrote it
     items = tuple(as_int(f"{arg}[{i}]", item, minimum=minimum) for i, item in enumerate(value))
     if not items:
         raise fail(arg, value, "expected at least one step", f"pass e.g. {arg}=[1000, 2000]")
-    if any(b <= a for a, b in zip(items, items[1:])):
+    if any(b <= a for a, b in pairwise(items)):
         raise fail(arg, value, "expected strictly increasing steps",
                    f"sort them and drop duplicates: {arg}={sorted(set(items))}")
     return items

@@ -18,13 +18,13 @@ from lightning_optkit.schedules._checks import as_choice, as_float, as_int, fail
 from lightning_optkit.schedules.registry import Context, Plan, register_shape
 
 __all__ = [
-    "hf_linear",
-    "hf_cosine",
-    "hf_cosine_warmup_with_min_lr",
-    "hf_cosine_restarts",
-    "hf_polynomial",
     "hf_constant",
+    "hf_cosine",
+    "hf_cosine_restarts",
+    "hf_cosine_warmup_with_min_lr",
     "hf_inverse_sqrt",
+    "hf_linear",
+    "hf_polynomial",
     "hf_wsd",
 ]
 

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import pairwise
 from typing import Any
 
 from lightning_optkit.schedules._checks import as_choice, as_float, as_int, as_int_list, fail
 from lightning_optkit.schedules.registry import Context, Plan, register_shape
 
 __all__ = [
+    "WSD_DECAY_SHAPES",
     "constant",
-    "linear",
     "cosine",
-    "polynomial",
     "cosine_restarts",
     "exponential",
-    "step_decay",
     "inverse_sqrt",
+    "linear",
+    "polynomial",
+    "step_decay",
     "wsd",
-    "WSD_DECAY_SHAPES",
 ]
 
 
@@ -91,7 +92,7 @@ def _resolve_restarts(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
     else:
         whole = mul**cycles - 1.0
         offsets = [round(span * (mul**i - 1.0) / whole) for i in range(cycles + 1)]
-    if any(b <= a for a, b in zip(offsets, offsets[1:])):
+    if any(b <= a for a, b in pairwise(offsets)):
         raise fail("num_cycles", cycles,
                    f"every cycle needs at least one of the {span} steps after the warm-up "
                    f"(cycle_mul={mul} gives cycle starts {offsets[:-1]})",

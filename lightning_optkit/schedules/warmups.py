@@ -15,7 +15,7 @@ import math
 
 from lightning_optkit.schedules.registry import register_warmup
 
-__all__ = ["linear_warmup", "cosine_warmup", "exponential_warmup", "constant_warmup"]
+__all__ = ["constant_warmup", "cosine_warmup", "exponential_warmup", "linear_warmup"]
 
 
 @register_warmup("linear")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,8 +99,8 @@ def test_warmup_rises_and_decay_falls(case):
     sched, _, w, t, _ = case
     ramp = [sched(s) for s in range(w + 1)]
     tail = [sched(s) for s in range(w, t + 10)]
-    assert all(a <= b for a, b in zip(ramp, ramp[1:]))
-    assert all(a >= b for a, b in zip(tail, tail[1:]))
+    assert all(a <= b for a, b in pairwise(ramp))
+    assert all(a >= b for a, b in pairwise(tail))
 
 
 @FAST
@@ -115,5 +116,5 @@ def test_last_scheduled_step_and_beyond_hold_the_floor(case):
 @FAST
 @given(schedules(names=[n for n in list_shapes() if get_shape(n).requires_horizon]))
 def test_no_update_at_zero_before_the_last_step(case):
-    sched, _, w, t, _ = case
+    sched, _, _, t, _ = case
     assert all(sched(s) > 0.0 for s in range(t - 1))

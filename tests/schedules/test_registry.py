@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import pickle
+from itertools import pairwise
 
 import pytest
 import torch
@@ -123,7 +124,7 @@ def test_every_warmup_rises_to_the_exact_peak(warmup):
     sched = build_schedule(warmup_steps=8, total_steps=20, warmup=warmup, warmup_start=0.05)
     ramp = [sched(s) for s in range(9)]
     assert ramp[0] == pytest.approx(0.05) and ramp[-1] == 1.0
-    assert all(a <= b for a, b in zip(ramp, ramp[1:])) and max(ramp[:-1]) < 1.0
+    assert all(a <= b for a, b in pairwise(ramp)) and max(ramp[:-1]) < 1.0
 
 
 def test_replace_revalidates():
