@@ -1,0 +1,110 @@
+"""Models, callbacks and hardware facts for the precision tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+
+from lightning_optkit.precision.hardware import HardwareFacts
+from tests.helpers.models import TinyModel
+
+__all__ = [
+    "InfModel", "FusedInfModel", "StepRecorder", "RecordingLogger",
+    "CPU_AVX2", "CPU_BF16", "cuda_facts",
+]
+
+CPU_AVX2 = HardwareFacts(device_type="cpu", device_name="test-avx2", cpu_capability="AVX2")
+CPU_BF16 = HardwareFacts(device_type="cpu", device_name="test-amx", cpu_capability="AVX512",
+                         cpu_bf16_native=True, cpu_amx=True)
+
+
+def cuda_facts(major: int, minor: int) -> HardwareFacts:
+    return HardwareFacts(device_type="cuda", device_name=f"test-sm{major}{minor}",
+                         cuda_capability=(major, minor), bf16_runs=(major, minor) >= (6, 0))
+
+
+class InfModel(TinyModel):
+    """TinyModel whose loss becomes ``inf`` on chosen global steps.
+
+    Args:
+        bad_steps: Global steps whose loss is multiplied by ``inf``.
+        only_in_fp16: Inject only while the precision plugin runs ``16-mixed`` (an fp16-only
+            overflow, as in real models whose activations exceed 65504).
+        planted_scale: If set, multiply the first layer's weights by this (a layer that overflows
+            fp16 in its forward pass but is fine in fp32).
+    """
+
+    def __init__(self, bad_steps: Any = (), only_in_fp16: bool = False, planted_scale: float | None = None,
+                 fused: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad_steps = set(bad_steps) if not isinstance(bad_steps, str) else bad_steps
+        self.only_in_fp16 = only_in_fp16
+        self.fused = fused
+        if planted_scale is not None:
+            with torch.no_grad():
+                self.net[0].weight.mul_(planted_scale)
+
+    def _is_bad(self) -> bool:
+        if self.only_in_fp16 and self.trainer.precision_plugin.precision != "16-mixed":
+            return False
+        return self.bad_steps == "all" or self.trainer.global_step in self.bad_steps
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("inf") if self._is_bad() else loss
+
+    def configure_optimizers(self):  # type: ignore[override]
+        if self.fused:
+            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, fused=True)
+        return super().configure_optimizers()
+
+
+class FusedInfModel(InfModel):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(fused=True, **kwargs)
+
+
+class StepRecorder(Callback):
+    """After every training batch: the loss scale, skipped steps, precision and search phase."""
+
+    def __init__(self) -> None:
+        self.scales: list[float | None] = []
+        self.skipped: list[int] = []
+        self.precisions: list[str] = []
+        self.phases: list[str | None] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from lightning_optkit._shared import current_search_phase
+
+        plugin = trainer.precision_plugin
+        scaler = plugin.scaler
+        self.scales.append(None if scaler is None else scaler.get_scale())
+        self.skipped.append(plugin.skipped_steps)
+        self.precisions.append(plugin.precision)
+        self.phases.append(current_search_phase(trainer))
+
+
+class RecordingLogger(Logger):
+    """Keeps every ``log_metrics`` and ``log_hyperparams`` call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[tuple[int | None, dict[str, float]]] = []
+        self.hparams_calls: list[dict[str, Any]] = []
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        self.hparams_calls.append(dict(params) if isinstance(params, dict) else dict(vars(params)))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.append((step, dict(metrics)))

@@ -1,0 +1,174 @@
+"""DynamicGradScaler on CPU fp16 autocast: scale sequence, counters, fused optimizers, state."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_optkit.precision.scaler import DynamicGradScaler
+
+
+def _run(scaler: DynamicGradScaler, bad: list[int], fused: bool = False, clip: float | None = None,
+         seed: int = 0) -> tuple[list[float], nn.Module]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=fused)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    scales = []
+    for flag in bad:
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = nn.functional.mse_loss(model(x), y)
+        if flag:
+            loss = loss * math.inf
+        scaler.scale(loss).backward()
+        if clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        scaler.step(opt)
+        scaler.update()
+        scales.append(scaler.get_scale())
+    return scales, model
+
+
+def test_hysteresis_scale_sequence_and_exact_counts():
+    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=3, min_scale=2.0)
+    bad = [0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1]
+    scales, _ = _run(scaler, bad)
+    # overflow 1 is tolerated, overflow 2 halves; then every overflow halves until the floor;
+    # 3 clean steps grow the scale and restore the tolerance
+    assert scales == [64, 64, 64, 32, 16, 8, 4, 2, 2, 2, 2, 4, 4]
+    stats = scaler.stats()
+    assert stats["skipped_steps"] == sum(bad) == scaler.skipped_steps
+    assert stats["steps"] == len(bad)
+    assert stats["consecutive_skips"] == 1
+    assert stats["hysteresis_left"] == 1
+
+
+def test_hysteresis_one_matches_grad_scaler():
+    bad = [0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+    ours, _ = _run(DynamicGradScaler("cpu", init_scale=256.0, hysteresis=1, growth_interval=2,
+                                     min_scale=1e-8, max_scale=1e9), bad)
+    reference = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=2)
+    theirs = []
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    for flag in bad:
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = nn.functional.mse_loss(model(x), y)
+        reference.scale(loss * math.inf if flag else loss).backward()
+        reference.step(opt)
+        reference.update()
+        theirs.append(reference.get_scale())
+    assert ours == theirs
+
+
+def test_consecutive_hysteresis_restores_after_a_clean_step():
+    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=100,
+                               consecutive_hysteresis=True)
+    scales, _ = _run(scaler, [1, 0, 1, 0, 1, 1])
+    assert scales == [64, 64, 64, 64, 64, 32]
+
+
+def test_min_and_max_scale_bound_the_scale():
+    scaler = DynamicGradScaler("cpu", init_scale=8.0, hysteresis=1, growth_interval=1, min_scale=2.0,
+                               max_scale=16.0)
+    scales, _ = _run(scaler, [1, 1, 1, 1, 0, 0, 0, 0])
+    assert scales == [4, 2, 2, 2, 4, 8, 16, 16]
+    assert scaler.stats()["floor_streak"] == 0
+    floor = DynamicGradScaler("cpu", init_scale=2.0, hysteresis=1, min_scale=2.0)
+    _run(floor, [1, 1, 1])
+    assert floor.stats()["floor_streak"] == 3
+
+
+def test_fused_adamw_skips_inside_the_kernel_and_is_counted():
+    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=1, growth_interval=100)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = model(torch.randn(8, 4)).sum() * math.inf
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert scaler.skipped_steps == 1
+    assert scaler.get_scale() == 32.0
+
+
+def test_unscale_then_fused_step_with_clipping_matches_non_fused():
+    bad = [0, 0, 1, 0, 0]
+    _, fused = _run(DynamicGradScaler("cpu", init_scale=256.0), bad, fused=True, clip=0.1)
+    _, plain = _run(DynamicGradScaler("cpu", init_scale=256.0), bad, fused=False, clip=0.1)
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_round_trip_and_plain_grad_scaler_state():
+    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=3)
+    _run(scaler, [1, 1, 0, 1])
+    state = scaler.state_dict()
+    assert state["scale"] == 16.0 and state["skipped_steps"] == 3 and state["steps"] == 4
+    restored = DynamicGradScaler("cpu", init_scale=1024.0, hysteresis=2, growth_interval=3)
+    restored.load_state_dict(state)
+    assert restored.get_scale() == 16.0
+    assert restored.stats() == scaler.stats()
+    plain = torch.amp.GradScaler("cpu", init_scale=128.0)
+    from_plain = DynamicGradScaler("cpu")
+    from_plain.load_state_dict(plain.state_dict())
+    assert from_plain.get_scale() == 128.0 and from_plain.skipped_steps == 0
+    clamped = DynamicGradScaler("cpu", max_scale=64.0)
+    clamped.load_state_dict({"scale": 2.0**20})
+    assert clamped.get_scale() == 64.0
+    with pytest.raises(ValueError, match="no 'scale'"):
+        DynamicGradScaler("cpu").load_state_dict({})
+
+
+def test_counting_needs_no_host_read():
+    scaler = DynamicGradScaler("cpu", init_scale=8.0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler.scale(model(torch.ones(1, 2)).sum()).backward()
+    scaler.step(opt)
+    original_item = torch.Tensor.item
+    calls = []
+
+    def spy(self):  # noqa: ANN001
+        calls.append(1)
+        return original_item(self)
+
+    torch.Tensor.item = spy  # type: ignore[method-assign]
+    try:
+        scaler.update()
+    finally:
+        torch.Tensor.item = original_item  # type: ignore[method-assign]
+    assert calls == []
+    assert scaler.stats()["steps"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"init_scale": 0.0}, "init_scale=0.0 must be a positive"),
+        ({"init_scale": -1.0}, "init_scale=-1.0"),
+        ({"min_scale": 0.0}, "min_scale=0.0 must be a positive"),
+        ({"max_scale": math.inf}, "max_scale=inf must be a positive finite"),
+        ({"min_scale": 8.0, "max_scale": 4.0}, "min_scale=8.0 is above max_scale=4.0"),
+        ({"growth_factor": 1.0}, "growth_factor=1.0 must be greater than 1"),
+        ({"backoff_factor": 1.0}, r"backoff_factor=1.0 must lie in \(0, 1\)"),
+        ({"backoff_factor": 0.0}, r"backoff_factor=0.0 must lie in \(0, 1\)"),
+        ({"growth_interval": 0}, "growth_interval=0 must be a positive integer"),
+        ({"hysteresis": 0}, "hysteresis=0 must be an integer >= 1"),
+    ],
+)
+def test_bad_scaler_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DynamicGradScaler("cpu", **kwargs)
