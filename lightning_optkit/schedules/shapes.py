@@ -14,7 +14,13 @@ import math
 from itertools import pairwise
 from typing import Any
 
-from lightning_optkit.schedules._checks import as_choice, as_float, as_int, as_int_list, fail
+from lightning_optkit.schedules._checks import (
+    as_choice,
+    as_float,
+    as_int,
+    as_int_list,
+    fail,
+)
 from lightning_optkit.schedules.registry import Context, Plan, register_shape
 
 __all__ = [

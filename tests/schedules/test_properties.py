@@ -7,7 +7,12 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_optkit.schedules import build_schedule, get_shape, list_shapes, list_warmups
+from lightning_optkit.schedules import (
+    build_schedule,
+    get_shape,
+    list_shapes,
+    list_warmups,
+)
 
 FAST = settings(max_examples=80, deadline=None, derandomize=True)
 
