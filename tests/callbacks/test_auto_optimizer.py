@@ -1,0 +1,218 @@
+"""AutoOptimizer inside Trainer.fit: injection, rules, race, reporting, resume, explain-only."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from lightning_optkit import AutoOptimizer
+from lightning_optkit._shared import current_search_phase, run_notes
+from lightning_optkit.callbacks import auto_optimizer as auto_module
+from tests.helpers.models import TinyModel, make_trainer
+from tests.helpers.optim_models import ClassifierModel, NoOptimizerModel
+
+
+def test_module_without_configure_optimizers_gets_one(tmp_path, capsys) -> None:
+    cb = AutoOptimizer(mode="rules", kernel="for-loop")
+    trainer = make_trainer(max_steps=4, callbacks=[cb], default_root_dir=tmp_path)
+    model = NoOptimizerModel()
+    trainer.fit(model)
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.AdamW) and trainer.global_step == 4
+    assert [g["name"] for g in opt.param_groups] == ["decay", "no_decay"]
+    assert all(g["lr"] == pytest.approx(3e-3) for g in opt.param_groups)
+    assert cb.choice.optimizer == "adamw" and cb.choice.family == "mlp"
+    assert cb.choice.kernel == "for-loop" and opt.param_groups[0]["foreach"] is False
+    out = capsys.readouterr().out
+    assert out.count("AutoOptimizer (rules): adamw") == 1
+    assert "configure_optimizers" not in model.__dict__  # the patch is removed after fit
+    saved = json.loads((tmp_path / "auto_optimizer.json").read_text())
+    assert saved["optimizer"] == "adamw" and saved["applied"] is True
+    assert run_notes(trainer).decisions["optimizer"]["optimizer"] == "adamw"
+
+
+def test_plain_optimizer_is_replaced_with_a_message(tmp_path, capsys) -> None:
+    cb = AutoOptimizer(mode="rules", candidates=["sgd"], lr=0.05, save_json=False)
+    trainer = make_trainer(max_steps=2, callbacks=[cb])
+    trainer.fit(ClassifierModel())
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.05
+    assert opt.param_groups[0]["nesterov"] is True
+    assert "replacing the optimizer from configure_optimizers (Adam)" in capsys.readouterr().out
+    assert "replaced" in cb.choice.reasons[0]
+
+
+def test_choice_is_logged_as_hyperparameters(tmp_path) -> None:
+    cb = AutoOptimizer(mode="rules", kernel="fused", verbose=False)
+    logger = CSVLogger(tmp_path, name="logs")
+    trainer = make_trainer(max_steps=2, callbacks=[cb], logger=logger)
+    trainer.fit(NoOptimizerModel())
+    hparams = (tmp_path / "logs" / "version_0" / "hparams.yaml").read_text()
+    assert "auto_optimizer/optimizer: adamw" in hparams
+    assert "auto_optimizer/kernel: fused" in hparams
+    assert os.path.exists(os.path.join(trainer.log_dir, "auto_optimizer.json"))
+    assert trainer.optimizers[0].param_groups[0]["fused"] is True
+
+
+def test_race_runs_on_real_batches_and_keeps_the_winner(tmp_path, monkeypatch) -> None:
+    phases = []
+    original = auto_module.run_race
+
+    def spy(model, labels, builders, step, next_batch, plan, **kw):
+        phases.append(current_search_phase(trainer))
+        batch = next_batch()
+        assert isinstance(batch, list) and batch[0].shape == (16, 8)  # a real training batch
+        return original(model, labels, builders, step, next_batch, plan, **kw)
+
+    monkeypatch.setattr(auto_module, "run_race", spy)
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd", "adagrad"], budget=32,
+                       kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=8, callbacks=[cb])
+    model = NoOptimizerModel()
+    trainer.fit(model)
+    choice = cb.choice
+    assert phases == ["optimizer_race"] and current_search_phase(trainer) is None
+    race = choice.race
+    assert set(race["curves"]) == {c["label"] for c in choice.candidates}
+    assert race["winner"] in race["curves"] and choice.mode == "race"
+    assert race["loser_steps"] <= 32 and choice.overhead_steps == race["loser_steps"]
+    assert choice.overhead_seconds > 0
+    winner_label = race["winner"]
+    assert f"{choice.optimizer}@{choice.lr:.0e}" == winner_label
+    assert all(len(c["curve"]) >= 8 for c in choice.candidates)
+    opt = trainer.optimizers[0]
+    assert type(opt).__name__.lower().startswith(choice.optimizer[:4])
+    assert all(g["lr"] == pytest.approx(choice.lr * g.get("lr_mult", 1.0)) for g in opt.param_groups)
+
+
+def test_race_ties_keep_the_first_choice() -> None:
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "nadamw"], lr=1e-3, budget=16,
+                       kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=6, callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    # identical-looking candidates on a smooth toy task are not separated: the first stays
+    assert cb.choice.race["winner"] == "adamw@1e-03" and cb.choice.optimizer == "adamw"
+    assert "the prior's first choice stays" in " ".join(cb.choice.reasons)
+
+
+def test_auto_mode_falls_back_to_rules_on_short_runs() -> None:
+    cb = AutoOptimizer(kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_steps=5, callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    assert cb.choice.mode == "rules" and cb.choice.race is None
+    assert any("too short to race" in r for r in cb.choice.reasons)
+
+
+def test_lr_test_always_sets_the_peak_lr(tmp_path) -> None:
+    cb = AutoOptimizer(mode="rules", lr_test="always", kernel="for-loop", save_json=False,
+                       verbose=False)
+    trainer = make_trainer(max_steps=3, callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    test = cb.choice.lr_test
+    assert test is not None and 3e-4 <= test["suggestion"] <= 3e-2
+    assert cb.choice.lr == test["suggestion"] == trainer.optimizers[0].param_groups[0]["lr"]
+    assert len(test["losses"]) <= cb.choice.overhead_steps <= 40
+
+
+def test_explain_only_changes_nothing(capsys) -> None:
+    cb = AutoOptimizer(mode="rules", explain_only=True, save_json=False)
+    trainer = make_trainer(max_steps=3, callbacks=[cb])
+    model = TinyModel()
+    trainer.fit(model)
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["lr"] for g in opt.param_groups] == [1e-2, 1e-2]
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert "name" not in opt.param_groups[0]
+    out = capsys.readouterr().out
+    assert "AutoOptimizer (rules): adamw" in out and "explain_only: nothing changed" in out
+    assert run_notes(trainer).decisions["optimizer"]["applied"] is False
+    assert cb.state_dict() == {}
+
+
+def test_resume_rebuilds_the_same_optimizer_without_a_new_search(tmp_path, monkeypatch) -> None:
+    cb = AutoOptimizer(mode="race", candidates=["sgd", "adamw"], budget=16, kernel="for-loop",
+                       save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=4, callbacks=[cb])
+    model = NoOptimizerModel()
+    trainer.fit(model)
+    path = str(tmp_path / "last.ckpt")
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=False)
+    first = cb.choice.to_dict()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a resumed run must not search again")
+
+    monkeypatch.setattr(auto_module, "run_race", no_search)
+    monkeypatch.setattr(auto_module, "run_lr_test", no_search)
+    monkeypatch.setattr(auto_module, "measure_kernels", no_search)
+    seen = {}
+
+    from lightning.pytorch.callbacks import Callback
+
+    class StateProbe(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["state"] = copy.deepcopy(trainer.optimizers[0].state_dict())
+
+    cb2 = AutoOptimizer(mode="race", candidates=["sgd", "adamw"], budget=16, save_json=False,
+                        verbose=False)
+    trainer2 = make_trainer(max_epochs=5, callbacks=[cb2, StateProbe()])
+    trainer2.fit(NoOptimizerModel(), ckpt_path=path)
+    again = cb2.choice.to_dict()
+    for key in ("optimizer", "lr", "weight_decay", "hparams", "kernel", "race", "groups"):
+        assert again[key] == first[key], key
+    assert "restored from the checkpoint: no new search" in again["reasons"]
+    restored, expected = seen["state"], saved["optimizer_states"][0]
+    assert restored["param_groups"] == expected["param_groups"]
+    for idx, st in expected["state"].items():
+        for k, v in st.items():
+            assert torch.equal(restored["state"][idx][k], v), (idx, k)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(mode="fast"), r"mode='fast' is not one of 'auto', 'rules', 'race'"),
+    (dict(candidates=[]), r"candidates=\[\] is empty"),
+    (dict(candidates=["adamq"]), r"candidates: optimizer name='adamq' is not registered"),
+    (dict(lr=0.0), r"lr=0.0 must be > 0"),
+    (dict(lr=-1e-3), r"lr=-0.001 must be > 0"),
+    (dict(embedding_lr_mult=0), r"embedding_lr_mult=0 must be > 0"),
+    (dict(budget=0), r"budget=0 must be > 0"),
+    (dict(layer_decay=2.0), r"layer_decay=2.0 must lie in \(0, 1\]"),
+    (dict(weight_decay=-1.0), r"weight_decay=-1.0 must be >= 0"),
+    (dict(kernel="cuda"), r"kernel='cuda' is not one of"),
+    (dict(lr_test="sometimes"), r"lr_test='sometimes' is not one of"),
+])
+def test_bad_arguments_fail_at_construction(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AutoOptimizer(**kwargs)
+
+
+def test_uninstalled_candidate_names_the_package(monkeypatch) -> None:
+    from lightning_optkit.optim.registry import OptimizerInfo, _REGISTRY, register_optimizer
+
+    register_optimizer(OptimizerInfo(name="ghost", target="ghost_pkg_xyz.Ghost",
+                                     pip_package="ghost-pkg"))
+    try:
+        with pytest.raises(ImportError, match="pip install ghost-pkg"):
+            AutoOptimizer(candidates=["ghost"])
+    finally:
+        _REGISTRY.pop("ghost")
+
+
+def test_setup_errors_before_any_step() -> None:
+    model = NoOptimizerModel()
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        make_trainer(max_steps=2, callbacks=[AutoOptimizer(save_json=False)]).fit(model)
+    with pytest.raises(ValueError, match=r"budget=500 steps is not smaller than the run \(4"):
+        make_trainer(max_steps=4, callbacks=[AutoOptimizer(budget=500, save_json=False)]).fit(
+            NoOptimizerModel())
+    with pytest.raises(ValueError, match=r"mode='race' needs a known horizon"):
+        make_trainer(max_epochs=-1, max_steps=-1, callbacks=[AutoOptimizer(
+            mode="race", save_json=False)]).fit(NoOptimizerModel())
