@@ -12,7 +12,7 @@ from lightning_optkit.precision.hardware import HardwareFacts
 from tests.helpers.models import TinyModel
 
 __all__ = [
-    "InfModel", "FusedInfModel", "StepRecorder", "RecordingLogger",
+    "InfModel", "FusedInfModel", "PlantedModel", "Amplify", "StepRecorder", "RecordingLogger",
     "CPU_AVX2", "CPU_BF16", "cuda_facts",
 ]
 
@@ -35,10 +35,11 @@ class InfModel(TinyModel):
             overflow, as in real models whose activations exceed 65504).
         planted_scale: If set, multiply the first layer's weights by this (a layer that overflows
             fp16 in its forward pass but is fine in fp32).
+        fused: ``None``: TinyModel's optimizer; ``True``/``False``: one AdamW group, fused or not.
     """
 
     def __init__(self, bad_steps: Any = (), only_in_fp16: bool = False, planted_scale: float | None = None,
-                 fused: bool = False, **kwargs: Any) -> None:
+                 fused: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bad_steps = set(bad_steps) if not isinstance(bad_steps, str) else bad_steps
         self.only_in_fp16 = only_in_fp16
@@ -57,8 +58,8 @@ class InfModel(TinyModel):
         return loss * float("inf") if self._is_bad() else loss
 
     def configure_optimizers(self):  # type: ignore[override]
-        if self.fused:
-            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, fused=True)
+        if self.fused is not None:  # one group, fused or not (comparable numerics)
+            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, fused=self.fused)
         return super().configure_optimizers()
 
 
@@ -108,3 +109,24 @@ class RecordingLogger(Logger):
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.metrics.append((step, dict(metrics)))
+
+
+class Amplify(torch.nn.Module):
+    """Multiplies by ``factor`` and divides again: exact in fp32, ``inf`` in fp16 for |x| > 65504/factor."""
+
+    def __init__(self, factor: float = 1e5) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.factor) / self.factor
+
+
+class PlantedModel(InfModel):
+    """TinyModel with an :class:`Amplify` layer at ``net.1`` that overflows only in fp16."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        hidden = self.hparams.hidden
+        self.net = torch.nn.Sequential(torch.nn.Linear(self.hparams.features, hidden), Amplify(),
+                                       torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
