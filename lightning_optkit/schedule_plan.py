@@ -83,9 +83,10 @@ class ScheduleSpec:
             parsed = warmup
         else:
             parsed = parse_duration(warmup, name=f"{where}warmup")
-        if decay not in list_shapes():
+        if compat in _COMPATS and decay not in list_shapes(compat):
             raise ValueError(
-                f"{where}decay={decay!r} is not a known shape; choose one of {', '.join(list_shapes())}"
+                f"{where}decay={decay!r} is not a known shape under compat={compat!r}; choose one of"
+                f" {', '.join(list_shapes(compat))}"
             )
         if warmup_shape not in list_warmups():
             raise ValueError(
@@ -119,8 +120,9 @@ class ScheduleSpec:
 
     def check_options(self, where: str = "") -> None:
         """Build the schedule once on a stand-in horizon so unknown or bad options fail now."""
+        stand_in = {"lr_init": 1.0} if self.compat == "hf" and self.decay == "polynomial" else None
         try:
-            self.build(warmup_steps=0, total_steps=1_000_000)
+            self.build(warmup_steps=0, total_steps=1_000_000, defaults=stand_in)
         except ValueError as err:
             raise ValueError(f"{where}{err}") from None
 
@@ -144,9 +146,11 @@ class ScheduleSpec:
         merged.update(override)
         return ScheduleSpec.create(**merged, where=f"{where}.")
 
-    def build(self, *, warmup_steps: int, total_steps: int | None) -> Schedule:
-        """The schedule for resolved step counts."""
-        kwargs: dict[str, Any] = dict(self.options)
+    def build(
+        self, *, warmup_steps: int, total_steps: int | None, defaults: Mapping[str, Any] | None = None
+    ) -> Schedule:
+        """The schedule for resolved step counts; ``defaults`` fill options the user left unset."""
+        kwargs: dict[str, Any] = {**dict(defaults or {}), **dict(self.options)}
         if self.warmup_start is not None:
             kwargs["warmup_start"] = self.warmup_start
         return build_schedule(
@@ -189,8 +193,19 @@ def resolve_schedule(
     steps_per_epoch: int | None,
     beta2: float | None,
     where: str = "",
+    defaults: Mapping[str, Any] | None = None,
 ) -> tuple[Schedule, int]:
-    """Resolve ``spec`` into a schedule and its warm-up length in steps."""
+    """Resolve ``spec`` into a schedule and its warm-up length in steps.
+
+    Args:
+        spec: What the user asked for.
+        total: The schedule's total steps (``None``: unknown).
+        steps_per_epoch: Optimizer steps per epoch, for durations in epochs.
+        beta2: The optimizer's beta2, for ``warmup="auto"``.
+        where: Prefix for error messages (which optimizer and group).
+        defaults: Shape options taken from the optimizer where the user gave none (such as the
+            ``lr_init`` of Hugging Face's polynomial schedule).
+    """
     if spec.warmup == "auto":
         if beta2 is None:
             raise ValueError(
@@ -213,8 +228,10 @@ def resolve_schedule(
         )
     if total is None:
         try:
-            return spec.build(warmup_steps=warmup, total_steps=None), warmup
-        except ValueError:
+            return spec.build(warmup_steps=warmup, total_steps=None, defaults=defaults), warmup
+        except ValueError as err:
+            if "total_steps=None" not in str(err):
+                raise ValueError(f"{where}{err}") from None
             raise ValueError(
                 f"{where}decay={spec.decay!r} needs the run's length, which cannot be computed (an"
                 " iterable data set with no length and no max_steps); set Trainer(max_steps=...)"
@@ -227,7 +244,10 @@ def resolve_schedule(
             f" {total} steps; use a shorter warm-up (a share such as '5%' adapts to the run) or a"
             " longer total"
         )
-    return spec.build(warmup_steps=warmup, total_steps=total), warmup
+    try:
+        return spec.build(warmup_steps=warmup, total_steps=total, defaults=defaults), warmup
+    except ValueError as err:
+        raise ValueError(f"{where}{err}") from None
 
 
 def late_group_factor(step: int, *, start: int, warmup: int) -> float:

@@ -318,8 +318,12 @@ class WarmupDecay(Callback):
         betas = group.get("betas")
         beta2 = float(betas[1]) if isinstance(betas, (tuple, list)) and len(betas) > 1 else None
         where = f"optimizer {driven.index}, group {name!r}: "
+        defaults = None
+        if spec.compat == "hf" and spec.decay == "polynomial":  # transformers reads defaults["lr"]
+            defaults = {"lr_init": driven.optimizer.defaults.get("lr", base)}
         schedule, warmup = resolve_schedule(
-            spec, total=driven.total, steps_per_epoch=self._steps_per_epoch, beta2=beta2, where=where
+            spec, total=driven.total, steps_per_epoch=self._steps_per_epoch, beta2=beta2, where=where,
+            defaults=defaults,
         )
         if group[_START] > 0 and self.late_group_warmup is not None:
             from lightning_optkit.durations import resolve_duration

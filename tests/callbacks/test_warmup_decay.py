@@ -270,3 +270,31 @@ def test_works_as_plain_lambda_lr_too() -> None:
         opt.step()
         lambda_lr.step()
     assert seen == [sched(s) for s in range(12)]
+
+
+def test_hf_compat_in_a_run_equals_transformers_formulas() -> None:
+    """transformers' cosine and polynomial schedules, written out, with two groups of other LRs."""
+    recorder = LRRecorder()
+    callback = WarmupDecay(warmup=3, decay="polynomial", compat="hf", options={"power": 2.0, "lr_end": 1e-4},
+                           verbose=False)
+    trainer = make_trainer(max_epochs=2, callbacks=[callback, recorder])
+    trainer.fit(TwoGroupModel())  # 16 updates; optimizer.defaults["lr"] is AdamW's default 1e-3
+
+    def hf_poly(step: int, lr_init: float = 1e-3, end: float = 1e-4, power: float = 2.0) -> float:
+        if step < 3:
+            return step / 3
+        if step > 16:
+            return end / lr_init
+        decay = (lr_init - end) * (1 - (step - 3) / (16 - 3)) ** power + end
+        return decay / lr_init
+
+    for step, lrs in enumerate(recorder.lrs()):
+        assert lrs == [b * hf_poly(step) for b in BASES]
+
+    recorder = LRRecorder()
+    callback = WarmupDecay(warmup=0.25, decay="cosine", compat="hf", verbose=False)
+    trainer = make_trainer(max_epochs=2, callbacks=[callback, recorder])
+    trainer.fit(TwoGroupModel())
+    for step, lrs in enumerate(recorder.lrs()):  # warm-up ceil(0.25 * 16) = 4 steps, first at LR 0
+        factor = step / 4 if step < 4 else max(0.0, 0.5 * (1 + math.cos(math.pi * 2 * 0.5 * (step - 4) / 12)))
+        assert lrs == pytest.approx([b * factor for b in BASES], abs=1e-15)
