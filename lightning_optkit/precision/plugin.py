@@ -181,7 +181,9 @@ class AutoPrecision(Precision):
     @property
     def skipped_steps(self) -> int:
         """Optimizer updates skipped on inf/nan gradients so far (one device read)."""
-        return 0 if self._scaler is None else self._scaler.skipped_steps
+        if self._scaler is None:  # never ran fp16 here; a restored count still counts
+            return int((self._pending_scaler_state or {}).get("skipped_steps", 0))
+        return self._scaler.skipped_steps
 
     # ------------------------------------------------------------------ setup
     def _trainer(self) -> Any:
@@ -243,7 +245,7 @@ class AutoPrecision(Precision):
         if self.mode != "auto":
             fixed = [f"mode={self.mode!r} fixed by the user", *self._fixed_warnings]
             self.decision = Decision(self.mode, self.mode, "fixed", [self.mode], fixed,
-                                     hardware=self.facts.to_dict(), world_size=_world_size(trainer))
+                                     hardware=self.facts.to_dict(), world_size=_steps.world_size(trainer))
             self._activate(self.mode)
             self._announce(trainer)
             return
@@ -251,7 +253,7 @@ class AutoPrecision(Precision):
         if self._no_scaler_reason and "16-mixed" in names:
             names.remove("16-mixed")
             reasons.append(self._no_scaler_reason)
-        world = _world_size(trainer)
+        world = _steps.world_size(trainer)
         if world > 1 and fitting:
             rows = _steps.gather_rows(trainer, [1.0 if p in names else 0.0 for p in PRECISIONS])
             agreed = merge_rank_candidates([[p for p, v in zip(PRECISIONS, r) if v >= 0.5] for r in rows])
@@ -438,10 +440,6 @@ def _module_device(module: nn.Module) -> torch.device:
     for param in module.parameters():
         return param.device
     return torch.device("cpu")
-
-
-def _world_size(trainer: Any) -> int:
-    return int(getattr(trainer, "world_size", 1) or 1)
 
 
 def _is_fitting(trainer: Any) -> bool:

@@ -1,0 +1,174 @@
+"""mode='auto': the rule, the measured probe, rank agreement (mocked exchange), manual optimization."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+import torch
+
+from lightning_optkit._shared import run_notes
+from lightning_optkit.precision import AutoPrecision, choose_measured
+from lightning_optkit.precision.decision import Measurement
+from tests.helpers.models import TinyModel, make_trainer
+from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, StepRecorder, cuda_facts
+
+HW = "lightning_optkit.precision.plugin.probe_hardware"
+STEPS = "lightning_optkit.precision._steps"
+
+
+class DtypeModel(TinyModel):
+    """Records the autocast dtype (or None) and the weight-cache setting seen by each step."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[torch.dtype | None] = []
+        self.cache: list[bool] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen.append(torch.get_autocast_dtype("cpu") if enabled else None)
+        self.cache.append(torch.is_autocast_cache_enabled())
+        return super().training_step(batch, batch_idx)
+
+
+def _fit(plugin, model, steps, facts, **kwargs):
+    recorder = StepRecorder()
+    trainer = make_trainer(plugins=[plugin], max_steps=steps, max_epochs=None, callbacks=[recorder], **kwargs)
+    with mock.patch(HW, return_value=facts):
+        trainer.fit(model)
+    return trainer, recorder
+
+
+def test_avx2_cpu_chooses_fp32_without_probe_or_autocast():
+    plugin = AutoPrecision()
+    model = DtypeModel()
+    trainer, rec = _fit(plugin, model, 4, CPU_AVX2)
+    assert plugin.decision.precision == "32-true" and plugin.decision.source == "rule"
+    assert model.seen == [None] * 4 and rec.phases == [None] * 4
+    assert run_notes(trainer).decisions["precision"] == plugin.decision.to_dict()
+    assert trainer.precision == "32-true"
+
+
+def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_rounds=2)
+    model = DtypeModel()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer, rec = _fit(plugin, model, 10, CPU_BF16)
+    bf16 = torch.bfloat16
+    # ABBA: bf16 (warm-up, timed), fp32 (warm-up, timed), fp32 (timed), bf16 (warm-up, timed)
+    assert model.seen[:7] == [bf16, bf16, None, None, None, bf16, bf16]
+    assert rec.phases == ["precision_probe"] * 6 + [None] * 4
+    decision = plugin.decision
+    assert decision.source == "probe" and decision.candidates == ["bf16-mixed", "32-true"]
+    assert {k: v["steps"] for k, v in decision.measurements.items()} == {"bf16-mixed": 2, "32-true": 2}
+    measured = {k: Measurement(k, v["median_ms"], v["steps"], v["finite"]) for k, v in decision.measurements.items()}
+    assert decision.precision == choose_measured(decision.candidates, measured)[0]
+    expected = bf16 if decision.precision == "bf16-mixed" else None
+    assert model.seen[7:] == [expected] * 3
+    assert all(model.cache)  # weight cache on: the optimizer steps outside the autocast region
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # probe steps trained
+    assert run_notes(trainer).decisions["precision"]["source"] == "probe"
+
+
+def test_probe_false_keeps_the_rule_choice():
+    plugin = AutoPrecision(probe=False)
+    _, rec = _fit(plugin, DtypeModel(), 3, CPU_BF16)
+    assert plugin.decision.precision == "bf16-mixed" and plugin.decision.source == "rule"
+    assert "no probe (probe=False)" in plugin.decision.reasons[-1]
+    assert rec.phases == [None] * 3
+
+
+def test_non_finite_probe_loss_rejects_the_candidate():
+    class NanInBf16(DtypeModel):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            return loss * float("nan") if torch.is_autocast_enabled("cpu") and self.trainer.global_step > 4 else loss
+
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2)
+    _fit(plugin, NanInBf16(), 8, CPU_BF16)
+    assert plugin.decision.precision == "32-true"
+    assert plugin.decision.measurements["bf16-mixed"]["finite"] is False
+
+
+def test_probe_cut_short_by_the_end_of_the_run_still_decides():
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=4)
+    _fit(plugin, DtypeModel(), 3, CPU_BF16)
+    assert plugin.decision.source == "probe"
+    assert any(r.startswith("probe cut short after 3 of 11 steps") for r in plugin.decision.reasons)
+
+
+@pytest.mark.parametrize(("mine", "other", "expected"), [
+    (CPU_BF16, [0.0, 0.0, 1.0], "32-true"),       # the other rank has no native bf16
+    (cuda_facts(8, 0), [0.0, 1.0, 1.0], "32-true"),  # A100 + T4
+])
+def test_two_ranks_that_differ_agree_on_the_lowest_common_precision(mine, other, expected):
+    calls = []
+
+    def exchange(trainer, row):
+        calls.append(list(row))
+        return [list(row), other]
+
+    plugin = AutoPrecision()
+    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange):
+        # a CUDA rank in this CPU test only lends its facts; the steps still run on CPU
+        _, rec = _fit(plugin, DtypeModel(), 3, mine)
+    assert calls == [[1.0, 0.0, 1.0]]  # this rank: bf16-mixed and 32-true (order of PRECISIONS)
+    assert plugin.decision.precision == expected and plugin.decision.candidates == [expected]
+    assert plugin.decision.world_size == 2
+    assert any("ranks agreed on the common candidates" in r for r in plugin.decision.reasons)
+    assert rec.phases == [None] * 3
+
+
+def test_ranks_merge_probe_measurements():
+    def exchange(trainer, row):
+        if len(row) == 3:  # candidates: both ranks have bf16
+            return [list(row), list(row)]
+        other = list(row)
+        other[2] = 0.0  # the other rank saw a non-finite bf16 loss
+        return [list(row), other]
+
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=1, probe_rounds=1)
+    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange):
+        _fit(plugin, DtypeModel(), 6, CPU_BF16)
+    assert plugin.decision.precision == "32-true"
+    assert plugin.decision.measurements["bf16-mixed"]["finite"] is False
+
+
+class ManualModel(DtypeModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt = self.optimizers()
+        loss = DtypeModel.training_step(self, batch, batch_idx)
+        if self.trainer.global_step == 1:
+            loss = loss * float("inf")
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+
+
+def test_manual_optimization_uses_the_scaler_without_weight_cache():
+    plugin = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=1)
+    model = ManualModel()
+    _, rec = _fit(plugin, model, 4, CPU_AVX2)
+    assert rec.skipped == [0, 1, 1, 1] and rec.scales == [256.0, 128.0, 128.0, 128.0]
+    assert model.seen == [torch.float16] * 4
+    assert model.cache == [False] * 4  # the optimizer steps inside the autocast region
+
+
+def test_manual_optimization_in_auto_mode_does_not_probe():
+    plugin = AutoPrecision()
+    _, rec = _fit(plugin, ManualModel(), 3, CPU_BF16)
+    assert plugin.decision.source == "rule" and rec.phases == [None] * 3
+
+
+def test_validate_without_fit_decides_by_rule():
+    plugin = AutoPrecision()
+    trainer = make_trainer(plugins=[plugin], limit_val_batches=2)
+    with mock.patch(HW, return_value=CPU_BF16):
+        trainer.validate(TinyModel(), verbose=False)
+    assert plugin.decision.precision == "bf16-mixed" and plugin.decision.source == "rule"

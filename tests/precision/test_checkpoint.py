@@ -1,0 +1,119 @@
+"""Checkpoints: scaler state, counters and decision under a stable key; resume without a new probe;
+a checkpoint of Lightning's MixedPrecision keeps its loss scale."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+
+from lightning_optkit.precision import AutoPrecision
+from tests.helpers.models import make_trainer
+from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, InfModel, StepRecorder
+
+HW = "lightning_optkit.precision.plugin.probe_hardware"
+
+
+def _fit(plugin, model, steps, facts=CPU_AVX2, ckpt_path=None):
+    recorder = StepRecorder()
+    trainer = make_trainer(plugins=[plugin], max_steps=steps, max_epochs=None, callbacks=[recorder])
+    with mock.patch(HW, return_value=facts):
+        trainer.fit(model, ckpt_path=ckpt_path)
+    return trainer, recorder
+
+
+def _load(path):
+    return torch.load(path, weights_only=False)
+
+
+def test_fp16_round_trip_keeps_scale_counters_and_decision(tmp_path):
+    first = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=2, growth_interval=1000)
+    trainer, rec = _fit(first, InfModel(bad_steps=[1, 2]), steps=4)
+    assert rec.scales[-1] == 128.0
+    path = tmp_path / "fp16.ckpt"
+    trainer.save_checkpoint(path)
+    state = _load(path)["AutoPrecision"]
+    assert state["scaler"]["scale"] == 128.0 and state["scaler"]["skipped_steps"] == 2
+    assert state["scaler"]["hysteresis_left"] == 0
+    assert state["decision"]["precision"] == "16-mixed"
+
+    second = AutoPrecision("16-mixed", init_scale=2.0**16, hysteresis=2, growth_interval=1000)
+    _, rec2 = _fit(second, InfModel(bad_steps=[5]), steps=7, ckpt_path=path)
+    # resumed at step 4: scale 128 kept; the hysteresis was used up, so step 5 halves at once
+    assert rec2.scales == [128.0, 64.0, 64.0]
+    assert rec2.skipped == [2, 3, 3]
+    assert second.decision.resumed and second.decision.precision == "16-mixed"
+
+
+def test_auto_resume_keeps_the_decision_without_a_new_probe(tmp_path):
+    first = AutoPrecision("auto", probe_warmup_steps=1, probe_steps=2, probe_rounds=1)
+    trainer, rec = _fit(first, InfModel(), steps=6, facts=CPU_BF16)
+    assert rec.phases[0] == "precision_probe" and rec.phases[-1] is None
+    assert first.decision.source == "probe"
+    saved = first.decision.to_dict()
+    path = tmp_path / "auto.ckpt"
+    trainer.save_checkpoint(path)
+
+    second = AutoPrecision("auto", probe_warmup_steps=1, probe_steps=2, probe_rounds=1)
+    with mock.patch("lightning_optkit.precision.plugin.ProbeRecorder", side_effect=AssertionError("probed")):
+        _, rec2 = _fit(second, InfModel(), steps=9, facts=CPU_BF16, ckpt_path=path)
+    assert rec2.phases == [None] * 3
+    assert rec2.precisions == [saved["precision"]] * 3
+    assert second.decision.resumed
+    assert second.decision.measurements == saved["measurements"]
+    assert second.decision.reasons == saved["reasons"]
+
+
+def test_a_fallback_survives_resume(tmp_path):
+    first = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
+    model = InfModel(bad_steps="all", only_in_fp16=True)
+    trainer, rec = _fit(first, model, steps=5)
+    assert rec.precisions[-1] == "32-true"
+    path = tmp_path / "fallback.ckpt"
+    trainer.save_checkpoint(path)
+    second = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
+    _, rec2 = _fit(second, InfModel(bad_steps="all", only_in_fp16=True), steps=7, ckpt_path=path)
+    assert rec2.precisions == ["32-true", "32-true"]
+    assert second.skipped_steps == first.skipped_steps
+    assert len(second.decision.fallbacks) == 1
+
+
+def test_mixed_precision_checkpoint_loads_its_scale(tmp_path):
+    lightning_plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**8))
+    trainer = make_trainer(plugins=[lightning_plugin], max_steps=3, max_epochs=None)
+    trainer.fit(InfModel(bad_steps=[1]))
+    assert lightning_plugin.scaler.get_scale() == 128.0
+    path = tmp_path / "mixed.ckpt"
+    trainer.save_checkpoint(path)
+    assert "MixedPrecision" in _load(path)
+
+    ours = AutoPrecision("16-mixed", init_scale=2.0**16)
+    _, rec = _fit(ours, InfModel(), steps=5, ckpt_path=path)
+    assert rec.scales == [128.0, 128.0]
+    assert ours.skipped_steps == 0  # MixedPrecision kept no skip count
+
+
+def test_subclass_finds_the_state_saved_by_auto_precision(tmp_path):
+    first = AutoPrecision("16-mixed", init_scale=64.0)
+    trainer, _ = _fit(first, InfModel(bad_steps=[0, 1]), steps=3)
+    path = tmp_path / "base.ckpt"
+    trainer.save_checkpoint(path)
+
+    class MyPrecision(AutoPrecision):
+        pass
+
+    mine = MyPrecision("16-mixed", init_scale=2.0**16)
+    _, rec = _fit(mine, InfModel(), steps=4, ckpt_path=path)
+    assert rec.scales == [32.0]
+    assert mine.skipped_steps == 2
+
+
+def test_state_dict_is_plain_data():
+    plugin = AutoPrecision()
+    state = plugin.state_dict()
+    assert state["format"] == 1 and state["decision"] is None and state["scaler"] is None
+    clone = AutoPrecision()
+    clone.load_state_dict({"format": 1, "decision": {"mode": "auto", "precision": "32-true", "source": "rule"},
+                           "scaler": {"scale": 8.0}})
+    assert clone.state_dict()["scaler"] == {"scale": 8.0}
