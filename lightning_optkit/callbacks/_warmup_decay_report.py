@@ -27,6 +27,8 @@ class _Driven:
     hook: Any = None
     last_step: int = -1
     last_logged: int = -1
+    lrs: list[float] = field(default_factory=list)  # the values for ``last_step``
+    wds: list[float] = field(default_factory=list)
 
 
 def lr_metrics(

@@ -372,22 +372,25 @@ class WarmupDecay(Callback):
 
     def _apply(self, trainer: pl.Trainer, driven: _Driven, log: bool) -> None:
         step = self._step_of(trainer, driven)
-        if step == driven.last_step and not log:
-            return
-        lrs = []
-        for j, group in enumerate(driven.optimizer.param_groups):
-            factor = driven.schedules[j](step)
-            start = group.get(_START, 0)
-            if start > 0:
-                factor *= late_group_factor(step, start=start, warmup=driven.warmups[j])
-            group["lr"] = lr = driven.base_lrs[j] * factor
+        groups = driven.optimizer.param_groups
+        if step != driven.last_step or len(driven.lrs) != len(groups):
+            driven.lrs, driven.wds = [], []
+            for j, group in enumerate(groups):
+                factor = driven.schedules[j](step)
+                start = group.get(_START, 0)
+                if start > 0:
+                    factor *= late_group_factor(step, start=start, warmup=driven.warmups[j])
+                driven.lrs.append(driven.base_lrs[j] * factor)
+                driven.wds.append(driven.base_wds[j] * factor)
+            driven.last_step = step
+        # (re)write the values right before the update, even if computed at batch start
+        for j, group in enumerate(groups):
+            group["lr"] = driven.lrs[j]
             if self.scale_weight_decay and "weight_decay" in group:
-                group["weight_decay"] = driven.base_wds[j] * factor
-            lrs.append(lr)
-        driven.last_step = step
+                group["weight_decay"] = driven.wds[j]
         if log and step != driven.last_logged:
             driven.last_logged = step
-            self._record(trainer, driven, step, lrs)
+            self._record(trainer, driven, step, driven.lrs)
 
     def _record(self, trainer: pl.Trainer, driven: _Driven, step: int, lrs: list[float]) -> None:
         if driven is self._driven[0] and step % self._history_every == 0:
