@@ -128,7 +128,7 @@ def test_explain_only_changes_nothing(capsys) -> None:
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["lr"] for g in opt.param_groups] == [1e-2, 1e-2]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
-    assert "name" not in opt.param_groups[0]
+    assert "lr_mult" not in opt.param_groups[0]
     out = capsys.readouterr().out
     assert "AutoOptimizer (rules): adamw" in out and "explain_only: nothing changed" in out
     assert run_notes(trainer).decisions["optimizer"]["applied"] is False
