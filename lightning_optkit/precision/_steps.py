@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_optkit.precision.plugin import AutoPrecision
 
 __all__ = [
+    "world_size",
     "gather_rows",
     "publish",
     "scaled_step",
@@ -45,6 +46,11 @@ __all__ = [
 _MAX_CALIBRATION_RERUNS = 8
 _FORENSICS_COOLDOWN = 100
 _MAX_REPORTS = 20
+
+
+def world_size(trainer: Any) -> int:
+    """Number of processes of the run (1 without a distributed strategy)."""
+    return int(getattr(trainer, "world_size", 1) or 1)
 
 
 def gather_rows(trainer: Any, row: list[float]) -> list[list[float]]:
@@ -167,7 +173,7 @@ def finish_probe(plugin: AutoPrecision, trainer: Any, collective: bool = True) -
     assert probe is not None and decision is not None
     names = list(probe.plan.candidates)
     measured = probe.measurements()
-    world = int(getattr(trainer, "world_size", 1) or 1)
+    world = world_size(trainer)
     if world > 1 and collective:
         rows = gather_rows(trainer, ProbeRecorder.encode(measured, names))
         measured = merge_rank_measurements([ProbeRecorder.decode(r, names) for r in rows])
@@ -175,11 +181,12 @@ def finish_probe(plugin: AutoPrecision, trainer: Any, collective: bool = True) -
         precision, reasons = plugin.precision, ["probe cut short by the end of the run"]
     else:
         precision, reasons = choose_measured(names, measured, plugin.probe_margin)
+        reasons = [*probe.rejected.values(), *reasons]
         if probe.index < probe.total_steps:
             reasons.insert(0, f"probe cut short after {probe.index} of {probe.total_steps} steps")
     decision.precision, decision.source = precision, "probe"
     decision.measurements = {
-        name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(m).items()
+        name: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(m).items()
                if k != "precision"}
         for name, m in measured.items()
     }
@@ -221,7 +228,7 @@ def fall_back(plugin: AutoPrecision, trainer: Any, reason: str) -> None:
     """Leave fp16 for the next rung of the ladder, on every rank at the same step."""
     assert plugin.facts is not None and plugin.decision is not None
     target = fallback_target(plugin.precision, plugin.facts)
-    if int(getattr(trainer, "world_size", 1) or 1) > 1:
+    if world_size(trainer) > 1:
         rows = gather_rows(trainer, [1.0 if target == "bf16-mixed" else 0.0])
         if min(r[0] for r in rows) < 0.5:
             target = "32-true"

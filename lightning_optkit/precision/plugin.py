@@ -25,6 +25,7 @@ Order of events in a fit:
 from __future__ import annotations
 
 import contextlib
+import math
 import weakref
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
@@ -79,6 +80,8 @@ class AutoPrecision(Precision):
         probe_steps: Timed steps per candidate.
         probe_rounds: Visits per candidate (interleaved, ABBA order).
         probe_margin: Half precision must be this much faster than fp32 to be kept (0.03 = 3%).
+        probe_reject_factor: Stop probing a candidate as soon as one of its steps (after the first
+            following a switch) takes this many times fp32's median step (single process only).
         init_scale: Initial fp16 loss scale.
         growth_factor: Scale multiplier after ``growth_interval`` clean steps (> 1).
         backoff_factor: Scale multiplier on an overflow once the hysteresis is used up, in (0, 1).
@@ -108,6 +111,7 @@ class AutoPrecision(Precision):
         probe_steps: int = 6,
         probe_rounds: int = 2,
         probe_margin: float = 0.03,
+        probe_reject_factor: float = 2.0,
         init_scale: float = 2.0**16,
         growth_factor: float = 2.0,
         backoff_factor: float = 0.5,
@@ -132,11 +136,12 @@ class AutoPrecision(Precision):
                              + (f"; did you mean {hint!r}?" if hint else "; use 'auto' to let it decide"))
         validate_scaler_options(init_scale, growth_factor, backoff_factor, growth_interval, hysteresis,
                                 min_scale, max_scale)
-        validate_probe_options(probe_warmup_steps, probe_steps, probe_rounds, probe_margin)
+        validate_probe_options(probe_warmup_steps, probe_steps, probe_rounds, probe_margin, probe_reject_factor)
         validate_fallback_options(fallback_patience, fallback_skip_rate, fallback_window)
         self.mode = mode
         self.probe = bool(probe)
-        self.probe_plan_options = dict(warmup_steps=probe_warmup_steps, steps=probe_steps, rounds=probe_rounds)
+        self.probe_plan_options = dict(warmup_steps=probe_warmup_steps, steps=probe_steps, rounds=probe_rounds,
+                                       reject_factor=float(probe_reject_factor))
         self.probe_margin = float(probe_margin)
         self.scaler_options = dict(init_scale=float(init_scale), growth_factor=float(growth_factor),
                                    backoff_factor=float(backoff_factor), growth_interval=growth_interval,
@@ -264,7 +269,10 @@ class AutoPrecision(Precision):
                                  hardware=self.facts.to_dict(), world_size=world)
         can_probe = fitting and self._automatic and len(getattr(trainer, "optimizers", [])) == 1
         if len(names) > 1 and self.probe and can_probe:
-            plan = ProbePlan(tuple(names), **self.probe_plan_options)  # type: ignore[arg-type]
+            options = dict(self.probe_plan_options)
+            if world > 1:  # every rank must run the same schedule: no rank-local early rejection
+                options["reject_factor"] = math.inf
+            plan = ProbePlan(tuple(names), **options)  # type: ignore[arg-type]
             self._probe = ProbeRecorder(plan)
             self.decision.source = "pending"
             set_search_phase(trainer, "precision_probe")

@@ -1,9 +1,15 @@
 """The measured check: which precision each probe step runs in, and what the steps measured.
 
 The probe spends real training steps (they update the model like any other) in each candidate
-precision. The schedule interleaves the candidates in rounds, in ``ABBA`` order, so slow drift of
-the machine (thermal, other processes) does not favour one of them. The first steps after each
-switch are warm-up and are not timed; skipped fp16 steps are not timed either (they do less work).
+precision. The schedule interleaves the candidates in rounds, in ``ABBA`` order with ``32-true``
+first (the reference), so slow drift of the machine (thermal, other processes) does not favour one
+of them. The first steps after each switch are warm-up and are not timed; skipped fp16 steps are
+not timed either (they do less work).
+
+Early rejection keeps the probe cheap where half precision is hopeless (bf16 emulated on an AVX2
+CPU runs many times slower): once fp32 has a median, any later step of a candidate (except the
+first after a switch, which pays one-off costs) that takes more than ``reject_factor`` times that
+median drops the candidate's remaining probe steps.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from lightning_optkit.precision.decision import Measurement
 __all__ = ["ProbePlan", "ProbeRecorder", "validate_probe_options"]
 
 
-def validate_probe_options(warmup_steps: int, steps: int, rounds: int, margin: float) -> None:
+def validate_probe_options(warmup_steps: int, steps: int, rounds: int, margin: float,
+                           reject_factor: float = 2.0) -> None:
     """Raise ``ValueError`` naming a bad probe argument."""
+    if not (isinstance(reject_factor, (int, float)) and reject_factor > 1):
+        raise ValueError(f"probe_reject_factor={reject_factor!r} must be greater than 1, such as 2.0 "
+                         "(a candidate twice as slow as fp32 stops being probed)")
     if not (isinstance(warmup_steps, int) and warmup_steps >= 1):
         raise ValueError(f"probe_warmup_steps={warmup_steps!r} must be an integer >= 1 (the first "
                          "step after a switch pays one-off costs), such as 2")
@@ -41,20 +51,29 @@ class ProbePlan:
         warmup_steps: Untimed steps the first time a candidate runs (later switches: one).
         steps: Timed steps per candidate in total, spread over the rounds.
         rounds: Times each candidate is visited.
+        reject_factor: A candidate step slower than this many fp32 medians ends its probing.
     """
 
     candidates: tuple[str, ...]
     warmup_steps: int = 2
     steps: int = 6
     rounds: int = 2
+    reject_factor: float = 2.0
+
+    @property
+    def reference(self) -> str | None:
+        """The precision the others are compared with (``32-true`` when it is a candidate)."""
+        return "32-true" if "32-true" in self.candidates else None
 
     def schedule(self) -> list[tuple[str, bool]]:
         """``(precision, timed)`` for each probe step, in order."""
         out: list[tuple[str, bool]] = []
         per_round = [self.steps // self.rounds + (1 if r < self.steps % self.rounds else 0)
                      for r in range(self.rounds)]
+        first = tuple(c for c in self.candidates if c == self.reference)
+        base = first + tuple(c for c in self.candidates if c != self.reference)
         for r, timed in enumerate(per_round):
-            order = self.candidates if r % 2 == 0 else tuple(reversed(self.candidates))
+            order = base if r % 2 == 0 else tuple(reversed(base))
             for name in order:
                 warm = self.warmup_steps if r == 0 else 1
                 if out and out[-1][0] == name:  # same precision continues: no switch to warm up
@@ -71,9 +90,11 @@ class ProbeRecorder:
     index: int = 0
     times: dict[str, list[float]] = field(default_factory=dict)
     finite: dict[str, bool] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._schedule = self.plan.schedule()
+        self._visit = 0  # steps run since the last switch of precision
 
     @property
     def total_steps(self) -> int:
@@ -94,10 +115,26 @@ class ProbeRecorder:
         if self.done:
             return
         name, timed = self._schedule[self.index]
+        if self.index and self._schedule[self.index - 1][0] != name:
+            self._visit = 0
         self.finite[name] = self.finite.get(name, True) and bool(finite)
         if timed and seconds is not None and not skipped and math.isfinite(seconds):
             self.times.setdefault(name, []).append(float(seconds))
+        self._maybe_reject(name, seconds, skipped)
+        self._visit += 1
         self.index += 1
+
+    def _maybe_reject(self, name: str, seconds: float | None, skipped: bool) -> None:
+        ref = self.plan.reference
+        ref_times = self.times.get(ref or "", [])
+        if name == ref or not ref_times or seconds is None or skipped or self._visit == 0:
+            return
+        ref_ms = statistics.median(ref_times) * 1000.0
+        if seconds * 1000.0 > self.plan.reject_factor * ref_ms:
+            self.rejected[name] = (f"{name}: rejected early, a step took {seconds * 1000.0:.2f} ms against "
+                                   f"{ref}'s median {ref_ms:.2f} ms (> {self.plan.reject_factor:g}x)")
+            keep = self._schedule[: self.index + 1]
+            self._schedule = keep + [s for s in self._schedule[self.index + 1:] if s[0] != name]
 
     def measurements(self) -> dict[str, Measurement]:
         """One :class:`Measurement` per candidate that ran at least one step."""
@@ -107,8 +144,14 @@ class ProbeRecorder:
                 continue
             times = self.times.get(name, [])
             median = statistics.median(times) * 1000.0 if times else math.nan
+            if name in self.rejected:  # too slow to be worth more steps: it cannot win
+                median = max(median, float(self.plan.reject_factor) * self._ref_ms()) if times else math.inf
             out[name] = Measurement(name, median, len(times), self.finite[name])
         return out
+
+    def _ref_ms(self) -> float:
+        ref_times = self.times.get(self.plan.reference or "", [])
+        return statistics.median(ref_times) * 1000.0 if ref_times else math.inf
 
     @staticmethod
     def encode(measurements: dict[str, Measurement], names: Sequence[str]) -> list[float]:

@@ -52,13 +52,13 @@ def test_avx2_cpu_chooses_fp32_without_probe_or_autocast():
 
 
 def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_rounds=2)
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_rounds=2, probe_reject_factor=1e9)
     model = DtypeModel()
     before = [p.detach().clone() for p in model.parameters()]
     trainer, rec = _fit(plugin, model, 10, CPU_BF16)
     bf16 = torch.bfloat16
-    # ABBA: bf16 (warm-up, timed), fp32 (warm-up, timed), fp32 (timed), bf16 (warm-up, timed)
-    assert model.seen[:7] == [bf16, bf16, None, None, None, bf16, bf16]
+    # ABBA, fp32 first: fp32 (warm-up, timed), bf16 (warm-up, timed), bf16 (timed), fp32 (warm-up, timed)
+    assert model.seen[:7] == [None, None, bf16, bf16, bf16, None, None]
     assert rec.phases == ["precision_probe"] * 6 + [None] * 4
     decision = plugin.decision
     assert decision.source == "probe" and decision.candidates == ["bf16-mixed", "32-true"]
@@ -84,16 +84,19 @@ def test_non_finite_probe_loss_rejects_the_candidate():
     class NanInBf16(DtypeModel):
         def training_step(self, batch, batch_idx):
             loss = super().training_step(batch, batch_idx)
-            return loss * float("nan") if torch.is_autocast_enabled("cpu") and self.trainer.global_step > 4 else loss
+            if torch.is_autocast_enabled("cpu") and self.trainer.global_step == 3:
+                return loss + float("nan") * loss.detach()  # a NaN loss value, finite gradients
+            return loss
 
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2)
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_reject_factor=1e9)
     _fit(plugin, NanInBf16(), 8, CPU_BF16)
     assert plugin.decision.precision == "32-true"
     assert plugin.decision.measurements["bf16-mixed"]["finite"] is False
+    assert plugin.decision.measurements["32-true"]["finite"] is True
 
 
 def test_probe_cut_short_by_the_end_of_the_run_still_decides():
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=4)
+    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=4, probe_reject_factor=1e9)
     _fit(plugin, DtypeModel(), 3, CPU_BF16)
     assert plugin.decision.source == "probe"
     assert any(r.startswith("probe cut short after 3 of 11 steps") for r in plugin.decision.reasons)

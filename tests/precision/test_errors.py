@@ -38,6 +38,7 @@ HW = "lightning_optkit.precision.plugin.probe_hardware"
         ({"probe_warmup_steps": 0}, r"probe_warmup_steps=0 must be an integer >= 1"),
         ({"probe_rounds": 0}, r"probe_rounds=0 must be a positive integer"),
         ({"probe_margin": 1.0}, r"probe_margin=1.0 must lie in \[0, 1\)"),
+        ({"probe_reject_factor": 1.0}, r"probe_reject_factor=1.0 must be greater than 1"),
         ({"fallback_patience": 0}, r"fallback_patience=0 must be a positive integer"),
         ({"fallback_skip_rate": 0.0}, r"fallback_skip_rate=0.0 must lie in \(0, 1\]"),
         ({"fallback_window": 0}, r"fallback_window=0 must be a positive integer"),

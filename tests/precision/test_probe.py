@@ -1,0 +1,75 @@
+"""The probe's schedule and bookkeeping (pure), early rejection included."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lightning_optkit.precision.decision import choose_measured
+from lightning_optkit.precision.probe import ProbePlan, ProbeRecorder
+
+
+def test_schedule_is_abba_with_fp32_first_and_warmups():
+    plan = ProbePlan(("bf16-mixed", "32-true"), warmup_steps=2, steps=4, rounds=2)
+    assert plan.schedule() == [
+        ("32-true", False), ("32-true", False), ("32-true", True), ("32-true", True),
+        ("bf16-mixed", False), ("bf16-mixed", False), ("bf16-mixed", True), ("bf16-mixed", True),
+        ("bf16-mixed", True), ("bf16-mixed", True),  # same precision continues: no warm-up
+        ("32-true", False), ("32-true", True), ("32-true", True),
+    ]
+    assert ProbePlan(("16-mixed", "32-true"), warmup_steps=1, steps=3, rounds=2).schedule().count(
+        ("16-mixed", True)) == 3
+
+
+def _feed(recorder: ProbeRecorder, times: dict[str, float], finite=lambda name, i: True) -> list[str]:
+    ran = []
+    while (name := recorder.current()) is not None:
+        ran.append(name)
+        recorder.record(times[name], finite(name, len(ran)))
+    return ran
+
+
+def test_measurements_are_medians_of_timed_steps_only():
+    recorder = ProbeRecorder(ProbePlan(("bf16-mixed", "32-true"), warmup_steps=1, steps=2, rounds=1,
+                                       reject_factor=1e9))
+    ran = _feed(recorder, {"32-true": 0.010, "bf16-mixed": 0.005})
+    assert ran == ["32-true"] * 3 + ["bf16-mixed"] * 3
+    m = recorder.measurements()
+    assert m["32-true"].median_ms == pytest.approx(10.0) and m["32-true"].steps == 2
+    assert m["bf16-mixed"].median_ms == pytest.approx(5.0)
+    assert choose_measured(["bf16-mixed", "32-true"], m)[0] == "bf16-mixed"
+
+
+def test_skipped_and_untimed_steps_are_not_measured():
+    recorder = ProbeRecorder(ProbePlan(("16-mixed", "32-true"), warmup_steps=1, steps=2, rounds=1))
+    recorder.record(None, True)  # the run's first step has no previous step to time from
+    recorder.record(0.01, True)
+    recorder.record(0.01, True)
+    recorder.record(0.002, True)  # 16-mixed warm-up
+    recorder.record(0.001, True, skipped=True)
+    recorder.record(0.004, False)
+    m = recorder.measurements()
+    assert m["32-true"].steps == 2 and m["16-mixed"].steps == 1
+    assert m["16-mixed"].finite is False and recorder.done
+
+
+def test_a_hopeless_candidate_is_rejected_early():
+    # bf16 emulated on an AVX2 CPU: ~19x slower per step
+    recorder = ProbeRecorder(ProbePlan(("bf16-mixed", "32-true"), warmup_steps=2, steps=6, rounds=2))
+    ran = _feed(recorder, {"32-true": 0.0088, "bf16-mixed": 0.164})
+    # fp32: 2 warm-up + 3 timed; bf16: its first step may pay one-off costs, the second is judged;
+    # then fp32 finishes its round
+    assert ran == ["32-true"] * 5 + ["bf16-mixed"] * 2 + ["32-true"] * 4
+    assert "bf16-mixed: rejected early" in recorder.rejected["bf16-mixed"]
+    m = recorder.measurements()
+    assert math.isinf(m["bf16-mixed"].median_ms) and m["bf16-mixed"].steps == 0
+    assert choose_measured(["bf16-mixed", "32-true"], m)[0] == "32-true"
+
+
+def test_encode_decode_round_trip():
+    recorder = ProbeRecorder(ProbePlan(("bf16-mixed", "32-true"), warmup_steps=1, steps=1, rounds=1))
+    _feed(recorder, {"32-true": 0.01, "bf16-mixed": 0.012})
+    names = ["bf16-mixed", "32-true"]
+    measured = recorder.measurements()
+    assert ProbeRecorder.decode(ProbeRecorder.encode(measured, names), names) == measured
