@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lightning_optkit import AutoOptimizer
 from lightning_optkit._shared import current_search_phase, run_notes
+from lightning_optkit.callbacks import _optimizer_search as search_module
 from lightning_optkit.callbacks import auto_optimizer as auto_module
 from tests.helpers.models import TinyModel, make_trainer
 from tests.helpers.optim_models import ClassifierModel, NoOptimizerModel
@@ -61,7 +62,7 @@ def test_choice_is_logged_as_hyperparameters(tmp_path) -> None:
 
 def test_race_runs_on_real_batches_and_keeps_the_winner(tmp_path, monkeypatch) -> None:
     phases = []
-    original = auto_module.run_race
+    original = search_module.run_race
 
     def spy(model, labels, builders, step, next_batch, plan, **kw):
         phases.append(current_search_phase(trainer))
@@ -69,7 +70,7 @@ def test_race_runs_on_real_batches_and_keeps_the_winner(tmp_path, monkeypatch) -
         assert isinstance(batch, list) and batch[0].shape == (16, 8)  # a real training batch
         return original(model, labels, builders, step, next_batch, plan, **kw)
 
-    monkeypatch.setattr(auto_module, "run_race", spy)
+    monkeypatch.setattr(search_module, "run_race", spy)
     cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd", "adagrad"], budget=32,
                        kernel="for-loop", save_json=False, verbose=False)
     trainer = make_trainer(max_epochs=8, callbacks=[cb])
@@ -149,8 +150,8 @@ def test_resume_rebuilds_the_same_optimizer_without_a_new_search(tmp_path, monke
     def no_search(*args, **kwargs):
         raise AssertionError("a resumed run must not search again")
 
-    monkeypatch.setattr(auto_module, "run_race", no_search)
-    monkeypatch.setattr(auto_module, "run_lr_test", no_search)
+    monkeypatch.setattr(search_module, "run_race", no_search)
+    monkeypatch.setattr(search_module, "run_lr_test", no_search)
     monkeypatch.setattr(auto_module, "measure_kernels", no_search)
     seen = {}
 
