@@ -8,6 +8,7 @@ with the pure rules of :mod:`lightning_optkit.profiling` and writes a small repo
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import sys
@@ -172,6 +173,7 @@ class BottleneckProfiler(Callback):
                 stop()
 
         pl_module.log = timed_log  # type: ignore[method-assign]
+        gc.callbacks.append(self.accountant.gc_event)
         self._active = True
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -184,6 +186,8 @@ class BottleneckProfiler(Callback):
         if isinstance(trainer.profiler, PhaseProfiler):
             trainer.profiler = self._inner
         self._module.__dict__.pop("log", None)
+        if self.accountant.gc_event in gc.callbacks:
+            gc.callbacks.remove(self.accountant.gc_event)
         self._window.close(None)
         if self._flops is not None:
             self._flops.close()

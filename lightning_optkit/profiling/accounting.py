@@ -28,6 +28,7 @@ _OTHER = CORE_PHASES.index("other")
 _FETCH = CORE_PHASES.index("data_fetch")
 _LOGGING = CORE_PHASES.index("logging")
 _VALIDATION = CORE_PHASES.index("validation")
+_GC = CORE_PHASES.index("gc")
 
 
 class PhaseAccountant:
@@ -123,12 +124,25 @@ class PhaseAccountant:
 
     def start_logging(self) -> None:
         """A ``LightningModule.log`` call starts (counted as validation inside a validation run)."""
-        self.log_calls += 1
-        self.enter(_VALIDATION if self._in_val else _LOGGING)
+        if self._in_val:
+            self.enter(_VALIDATION)
+            return
+        if self._acc is self.run_ns:
+            self.log_calls += 1
+        self.enter(_LOGGING)
 
     def stop_logging(self) -> None:
         """The ``LightningModule.log`` call returns."""
         self.leave()
+
+    def gc_event(self, event: str, info: dict) -> None:
+        """A ``gc.callbacks`` hook: full (generation 2) collections are the ``gc`` phase, not the code they interrupt."""
+        if info.get("generation") != 2:
+            return
+        if event == "start":
+            self.enter(_GC)
+        else:
+            self.leave()
 
     def enter(self, phase: int) -> None:
         """Code of phase index ``phase`` starts (for code Lightning does not name, such as ``optimizer.step``)."""
@@ -171,18 +185,7 @@ class PhaseAccountant:
 
     def _boundary(self, now: int) -> None:
         if self.started:
-            seconds = (now - self._step_start) * 1e-9
-            kind = self._step_kind
-            if kind is None:
-                self.steps += 1
-                self.step_times.add(seconds)
-            else:
-                self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
-            self._steps_since_point += 1
-            if self._steps_since_point >= self.timeline.steps_per_point:
-                self._close_point()
-            if self.on_step_end is not None:
-                self.on_step_end(seconds, kind)
+            self._close_step(now)
         self.started = True
         self._step_start = now
         kind = self.step_kind()
@@ -194,6 +197,20 @@ class PhaseAccountant:
             if acc is None:
                 acc = self.excluded_ns[kind] = [0] * len(self.phases)
             self._acc = acc
+
+    def _close_step(self, now: int) -> None:
+        seconds = (now - self._step_start) * 1e-9
+        kind = self._step_kind
+        if kind is None:
+            self.steps += 1
+            self.step_times.add(seconds)
+        else:
+            self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
+        self._steps_since_point += 1
+        if self._steps_since_point >= self.timeline.steps_per_point:
+            self._close_point()
+        if self.on_step_end is not None:
+            self.on_step_end(seconds, kind)
 
     def _close_point(self) -> None:
         seconds = [0.0] * len(CATEGORIES)
@@ -214,7 +231,7 @@ class PhaseAccountant:
         self._acc[self._cur] += now - self._last
         self._last = now
         if self.started and self._batch_ran:
-            self._boundary(now)
+            self._close_step(now)
             self._batch_ran = False
         if self._steps_since_point:
             self._close_point()

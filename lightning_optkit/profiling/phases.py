@@ -52,6 +52,7 @@ CORE_PHASES: tuple[str, ...] = (
     "validation",
     "checkpoint",
     "profiler",
+    "gc",
 )
 
 #: Classification code of actions that only group others (their own time goes to the gap phase).

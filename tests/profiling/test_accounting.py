@@ -1,0 +1,165 @@
+"""Exclusive phase accounting with a fake clock: exact nanoseconds, steps and excluded steps."""
+
+from __future__ import annotations
+
+from lightning_optkit.profiling.accounting import PhaseAccountant
+from lightning_optkit.profiling.phases import CATEGORIES, ActionClassifier
+from lightning_optkit.profiling.series import BoundedSeries, LogHistogram, Timeline
+
+FETCH = "[_TrainingEpochLoop].train_dataloader_next"
+FORWARD = "[Strategy]SingleDeviceStrategy.training_step"
+BACKWARD = "[Strategy]SingleDeviceStrategy.backward"
+HOOK = "[Callback]Slow.on_train_batch_end"
+
+
+class Clock:
+    """A clock advanced by hand, in nanoseconds."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+    def tick(self, ns: int) -> None:
+        self.now += ns
+
+
+def _step(acct: PhaseAccountant, clock: Clock, fwd: int = 300, bwd: int = 500, hook: int = 0, log: int = 0) -> None:
+    acct.start(FETCH)
+    clock.tick(100)
+    acct.stop(FETCH)
+    clock.tick(10)  # loop code between actions: "other"
+    acct.start("run_training_batch")
+    acct.start("[LightningModule]M.optimizer_step")
+    acct.start(FORWARD)
+    clock.tick(fwd)
+    if log:
+        acct.start_logging()
+        clock.tick(log)
+        acct.stop_logging()
+    acct.stop(FORWARD)
+    acct.start(BACKWARD)
+    clock.tick(bwd)
+    acct.stop(BACKWARD)
+    clock.tick(40)  # the optimizer hook's own time is plumbing: "other"
+    acct.stop("[LightningModule]M.optimizer_step")
+    acct.stop("run_training_batch")
+    if hook:
+        acct.start(HOOK)
+        clock.tick(hook)
+        acct.stop(HOOK)
+
+
+def ns(acct: PhaseAccountant, phase: str) -> int:
+    return acct.run_ns[acct.phases.index(phase)] if phase in acct.phases else 0
+
+
+def test_exclusive_times_add_up_exactly() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(), clock=clock)
+    for _ in range(3):
+        _step(acct, clock, hook=200, log=50)
+    acct.finish()
+    assert acct.steps == 3
+    assert ns(acct, "data_fetch") == 300
+    assert ns(acct, "forward") == 900
+    assert ns(acct, "logging") == 150
+    assert ns(acct, "backward") == 1500
+    assert ns(acct, "callback:Slow.on_train_batch_end") == 600
+    assert ns(acct, "other") == 150
+    assert sum(acct.run_ns) == 3 * 1200
+    assert acct.log_calls == 3
+    assert acct.step_times.count == 3 and abs(acct.step_times.maximum - 1200e-9) < 1e-15
+
+
+def test_excluded_steps_are_not_blamed_on_the_run() -> None:
+    clock = Clock()
+    kinds = iter(["warmup", "optimizer_race", None, None])
+    acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock)
+    for hook in (0, 5000, 0, 0):
+        _step(acct, clock, hook=hook)
+    acct.finish()
+    assert acct.steps == 2
+    assert acct.excluded_steps == {"warmup": 1, "optimizer_race": 1}
+    assert "callback:Slow.on_train_batch_end" not in acct.phase_seconds()
+    assert sum(acct.excluded_ns["optimizer_race"]) == 5950
+    categories = acct.category_seconds()
+    assert abs(categories[CATEGORIES.index("excluded")] - 6900e-9) < 1e-15
+
+
+def test_validation_region_and_checkpoint_inside_it() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(checkpoint_keys=frozenset({"ModelCheckpoint{'x': 1}"})), clock=clock)
+    _step(acct, clock)
+    acct.start("[LightningModule]M.on_validation_model_eval")
+    clock.tick(10)
+    acct.stop("[LightningModule]M.on_validation_model_eval")
+    clock.tick(1000)  # evaluation loop code between hooks belongs to validation
+    acct.start_logging()
+    clock.tick(7)
+    acct.stop_logging()
+    acct.start("[Callback]ModelCheckpoint{'x': 1}.on_validation_end")
+    clock.tick(300)
+    acct.stop("[Callback]ModelCheckpoint{'x': 1}.on_validation_end")
+    _step(acct, clock)
+    acct.finish()
+    assert ns(acct, "validation") == 1017
+    assert ns(acct, "checkpoint") == 300
+    assert ns(acct, "logging") == 0
+    assert acct.validation_runs == 1
+
+
+def test_unknown_stops_and_unbalanced_events_are_ignored() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(), clock=clock)
+    acct.stop("[Callback]X.setup")  # its start happened before the accountant existed
+    acct.leave()
+    _step(acct, clock)
+    acct.finish()
+    assert acct.steps == 1
+
+
+def test_new_phases_grow_every_accumulator() -> None:
+    clock = Clock()
+    kinds = iter(["warmup", None, None])
+    acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock)
+    _step(acct, clock)
+    _step(acct, clock, hook=10)  # the callback phase appears after an excluded accumulator exists
+    acct.finish()
+    assert len(acct.excluded_ns["warmup"]) == len(acct.phases) == len(acct.run_ns)
+
+
+def test_timeline_is_bounded_and_keeps_totals() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(), clock=clock, timeline_points=8)
+    for _ in range(100):
+        _step(acct, clock)
+    acct.finish()
+    timeline = acct.timeline
+    assert len(timeline.points) <= 8
+    assert timeline.steps_per_point == 16
+    total = sum(sum(p) for p in timeline.points)
+    assert abs(total - 100 * 950e-9) < 1e-12
+
+
+def test_histogram_quantiles() -> None:
+    hist = LogHistogram()
+    for ms in range(1, 101):
+        hist.add(ms / 1e3)
+    assert abs(hist.quantile(0.5) - 0.0505) / 0.0505 < 0.04
+    assert abs(hist.quantile(0.9) - 0.0901) / 0.0901 < 0.04
+    assert hist.maximum == 0.1 and hist.count == 100
+    assert LogHistogram().quantile(0.5) == 0.0
+
+
+def test_timeline_halving_and_series_bounds() -> None:
+    timeline = Timeline(width=2, capacity=4)
+    for i in range(10):
+        timeline.add([1.0, float(i)], 1)
+    assert len(timeline.points) <= 4 and sum(p[0] for p in timeline.points) == 10.0
+    series = BoundedSeries(capacity=8)
+    for i in range(1000):
+        series.add(float(i), float(i))
+    assert len(series.xs) < 8
+    assert series.samples()[-1] == (999.0, 999.0)
