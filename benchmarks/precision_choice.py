@@ -1,0 +1,124 @@
+"""Throughput of AutoPrecision against every fixed precision, on this machine.
+
+One MLP is trained for the same number of steps in each configuration: Lightning's ``32-true`` and
+``bf16-mixed`` (``Trainer(precision=...)``), fp16 with loss scaling (``AutoPrecision("16-mixed")``;
+Lightning maps ``16-mixed`` to bf16 on CPU) and ``AutoPrecision()`` (auto mode, probe included).
+The configurations run interleaved (shuffled within each round) in one process. Throughput is
+steps per second from ``on_train_start`` to ``on_train_end``, so AutoPrecision pays for its probe
+steps; the median over rounds is compared.
+
+Claims:
+* AutoPrecision's throughput over the best fixed precision's: target >= 0.95.
+* Lightning's ``bf16-mixed`` over ``32-true``, for comparison (far below 1 on CPUs without native
+  bf16).
+
+Usage: ``python benchmarks/precision_choice.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import time
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_optkit import AutoPrecision
+
+
+class Model(pl.LightningModule):
+    """A 3-layer MLP regressor; records the wall time of the training run."""
+
+    def __init__(self, features: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 10))
+        self.seconds = 0.0
+
+    def on_train_start(self) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_end(self) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):  # type: ignore[override]
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
+CONFIGS = ("32-true", "bf16-mixed", "fp16+scaler", "AutoPrecision")
+
+
+def run(config: str, steps: int, features: int, hidden: int, batch: int) -> tuple[float, str]:
+    """Steps per second of one fit in ``config``, and the precision it ended in."""
+    torch.manual_seed(0)
+    x = torch.randn(batch * 16, features)
+    y = torch.randint(0, 10, (batch * 16,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False)
+    kwargs: dict[str, Any] = {}
+    plugin = None
+    if config == "AutoPrecision":
+        plugin = AutoPrecision(verbose=False)
+        kwargs["plugins"] = [plugin]
+    elif config == "fp16+scaler":
+        plugin = AutoPrecision("16-mixed", verbose=False)
+        kwargs["plugins"] = [plugin]
+    else:
+        kwargs["precision"] = config
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=None, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=0, **kwargs)
+    model = Model(features, hidden)
+    trainer.fit(model, loader)
+    chosen = plugin.precision if plugin is not None else config
+    return steps / model.seconds, chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (about a minute)")
+    parser.add_argument("--hidden", type=int, default=512, help="width of the MLP")
+    args = parser.parse_args()
+    steps, rounds = (200, 3) if args.quick else (600, 5)
+    torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    rng = random.Random(0)
+    results: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    chosen: list[str] = []
+    for _ in range(rounds):
+        order = list(CONFIGS)
+        rng.shuffle(order)
+        for config in order:
+            rate, precision = run(config, steps, features=256, hidden=args.hidden, batch=128)
+            results[config].append(rate)
+            if config == "AutoPrecision":
+                chosen.append(precision)
+    medians = {c: statistics.median(v) for c, v in results.items()}
+    print(f"precision_choice: {steps} steps x {rounds} rounds, MLP 256-{args.hidden}-{args.hidden}-10, "
+          f"batch 128, 1 thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    for config in CONFIGS:
+        runs = ", ".join(f"{r:.1f}" for r in results[config])
+        print(f"  {config:>14}: {medians[config]:7.1f} steps/s (runs: {runs})")
+    print(f"  AutoPrecision chose: {', '.join(chosen)}")
+    fixed = {c: medians[c] for c in CONFIGS if c != "AutoPrecision"}
+    best = max(fixed, key=fixed.__getitem__)
+    print(f"RATIO precision_auto_vs_best AutoPrecision throughput / best fixed precision ({best}) = "
+          f"{medians['AutoPrecision'] / fixed[best]:.3f} (target >= 0.95)")
+    print(f"RATIO precision_bf16_vs_fp32 Lightning bf16-mixed / 32-true throughput = "
+          f"{medians['bf16-mixed'] / medians['32-true']:.3f} (for comparison)")
+
+
+if __name__ == "__main__":
+    main()
