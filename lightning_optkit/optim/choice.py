@@ -31,7 +31,7 @@ class Choice:
         candidates: The candidates considered (each a dict, with its race curve when raced).
         race: The race record (rungs, eliminations, curves, loser steps) or ``None``.
         lr_test: The LR range test record or ``None``.
-        kernel_times_us: Median microseconds per step of each measured kernel.
+        kernel_times_us: Fastest measured microseconds per step of each kernel.
         overhead_steps: Steps spent on the search that did not become training progress.
         overhead_seconds: Wall-clock seconds spent on the search.
         reasons: Human-readable reasons, in order.
