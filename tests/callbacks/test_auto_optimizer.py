@@ -217,3 +217,20 @@ def test_setup_errors_before_any_step() -> None:
     with pytest.raises(ValueError, match=r"mode='race' needs a known horizon"):
         make_trainer(max_epochs=-1, max_steps=-1, callbacks=[AutoOptimizer(
             mode="race", save_json=False)]).fit(NoOptimizerModel())
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed-scaler"])
+def test_race_under_a_precision_plugin(precision: str) -> None:
+    from lightning.pytorch.plugins import MixedPrecision
+
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd"], budget=16, kernel="for-loop",
+                       save_json=False, verbose=False)
+    if precision == "bf16-mixed":
+        trainer = make_trainer(max_epochs=4, precision=precision, callbacks=[cb])
+    else:  # fp16 autocast with a loss scaler on CPU: the race uses a private scaler
+        plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+        trainer = make_trainer(max_epochs=4, plugins=[plugin], callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    assert cb.choice.race["winner"] is not None and trainer.global_step == 24
+    assert all(len(c) >= 8 for c in cb.choice.race["curves"].values())
+    assert trainer.optimizers[0] is not None
