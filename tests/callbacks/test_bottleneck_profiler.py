@@ -1,0 +1,209 @@
+"""BottleneckProfiler in real (tiny) fits: files, chaining, exceptions, searches, bad input."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_optkit import BottleneckProfiler, _shared
+from tests.helpers.models import TinyModel, make_trainer
+
+
+def _fit(tmp_path, model: pl.LightningModule | None = None, **kwargs: Any) -> tuple[BottleneckProfiler, pl.Trainer]:
+    trainer_kwargs = kwargs.pop("trainer", {})
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False, **kwargs)
+    trainer = make_trainer(callbacks=[profiler, *trainer_kwargs.pop("callbacks", [])], limit_train_batches=10,
+                           **trainer_kwargs)
+    trainer.fit(model or TinyModel(n_loader=80))
+    return profiler, trainer
+
+
+def test_report_files_and_attribute(tmp_path) -> None:
+    profiler, trainer = _fit(tmp_path)
+    names = sorted(os.listdir(tmp_path))
+    assert names == ["bottlenecks.html", "bottlenecks.json", "bottlenecks.md"]
+    report = json.loads((tmp_path / "bottlenecks.json").read_text())
+    assert report == json.loads(json.dumps(profiler.report))
+    assert report["status"] == "finished"
+    assert report["steps_measured"] == 8  # 10 batches - 1 warm-up step - 1 FLOP-count step
+    assert report["excluded"]["warmup"]["steps"] == 1 and report["excluded"]["flop_count"]["steps"] == 1
+    assert report["throughput"]["batch_size"] == 8
+    # Linear(16, 32) -> Linear(32, 1) on 8 samples: forward 8704 + backward 9216 FLOPs
+    assert report["throughput"]["flops_per_step"] == 17920
+    assert {"forward", "backward", "optimizer_step", "data_fetch", "logging"} <= set(report["phases"])
+    assert all(os.path.getsize(tmp_path / n) < 100_000 for n in names)
+
+
+def test_everything_is_restored_after_fit(tmp_path) -> None:
+    model = TinyModel(n_loader=80)
+    profiler, trainer = _fit(tmp_path, model)
+    assert isinstance(trainer.profiler, PassThroughProfiler)
+    assert "log" not in model.__dict__
+    assert "step" not in trainer.optimizers[0].__dict__
+    assert all(getattr(cb, "__self__", None) is not profiler.accountant for cb in gc.callbacks)
+
+
+def test_chains_with_the_users_profiler(tmp_path) -> None:
+    user = SimpleProfiler()
+    profiler, trainer = _fit(tmp_path, trainer={"profiler": user})
+    assert trainer.profiler is user
+    assert len(user.recorded_durations["run_training_batch"]) == 10
+    assert len(user.recorded_durations["[Strategy]SingleDeviceStrategy.training_step"]) == 10
+    assert profiler.report["steps_measured"] == 8
+
+
+def test_second_fit_does_not_wrap_twice(tmp_path) -> None:
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=4, max_epochs=1)
+    trainer.fit(TinyModel())
+    trainer.fit_loop.max_epochs = 2
+    trainer.fit(TinyModel())
+    assert isinstance(trainer.profiler, PassThroughProfiler)
+    assert profiler.report["steps_measured"] == 2
+
+
+class _Boom(TinyModel):
+    def __init__(self) -> None:
+        super().__init__(n_loader=80)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 6:  # steps 0-5 complete, step 6 fails
+            raise RuntimeError("boom")
+        return super().training_step(batch, batch_idx)
+
+
+def test_exception_still_leaves_a_report(tmp_path) -> None:
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=10)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(_Boom())
+    report = json.loads((tmp_path / "bottlenecks.json").read_text())
+    assert report["status"] == "interrupted: RuntimeError: boom"
+    assert report["steps_measured"] == 5  # the failing step counts up to the failure
+    assert isinstance(trainer.profiler, PassThroughProfiler)
+
+
+class _Race(pl.Callback):
+    """Marks the first four steps as spent on a search and records a decision."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        _shared.record_decision(trainer, "AutoOptimizer", {"optimizer": "adamw", "lr": 0.01})
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _shared.set_search_phase(trainer, "optimizer_race")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if args[-1] == 3:
+            _shared.set_search_phase(trainer, None)
+
+
+def test_search_steps_and_decisions(tmp_path) -> None:
+    profiler, _ = _fit(tmp_path, warmup_steps=0, measure_flops=False, trainer={"callbacks": [_Race()]})
+    report = profiler.report
+    assert report["excluded"]["optimizer_race"]["steps"] == 4
+    assert report["steps_measured"] == 6
+    assert report["decisions"] == {"AutoOptimizer": {"optimizer": "adamw", "lr": 0.01}}
+    assert "AutoOptimizer" in (tmp_path / "bottlenecks.md").read_text()
+
+
+class _Syncing(TinyModel):
+    def __init__(self) -> None:
+        super().__init__(n_loader=80)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        if loss.item() > 1e9:  # a host sync every step
+            print("large")
+        return loss
+
+
+def test_deep_window_counts_host_syncs_on_cpu(tmp_path) -> None:
+    profiler, _ = _fit(tmp_path, _Syncing(), deep_window_steps=3, deep_window_start=3, trace=True)
+    window = profiler.report["deep_window"]
+    assert window["steps"] == 3
+    assert window["sync_calls_per_step"] >= 1
+    assert any("test_bottleneck_profiler.py" in site["where"] for site in window["sync_sites"]), window
+    assert window["top_operators"]
+    assert window["trace"] == "bottlenecks-trace.json"
+    assert (tmp_path / "bottlenecks-trace.json").exists()
+    host_sync = next(f for f in profiler.report["findings"] if f["code"] == "host_sync")
+    assert host_sync["severity"] == "low"  # counted on CPU; it would stall a GPU
+    assert profiler.report["excluded"]["deep_window"]["steps"] == 3
+
+
+def test_oversized_trace_is_deleted(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="trace_max_mb"):
+        profiler, _ = _fit(tmp_path, deep_window_steps=2, deep_window_start=2, trace=True, trace_max_mb=1e-6)
+    assert not (tmp_path / "bottlenecks-trace.json").exists()
+    assert "trace" not in profiler.report["deep_window"]
+
+
+def test_deep_window_longer_than_the_run_warns(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="deep_window_start=8, deep_window_steps=5"):
+        profiler, _ = _fit(tmp_path, deep_window_steps=5, deep_window_start=8)
+    assert profiler.report["deep_window"]["steps"] == 2
+
+
+def test_default_dirpath_and_logged_shares(tmp_path) -> None:
+    profiler = BottleneckProfiler(console=False, log_shares=True, sample_every_n_steps=2)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=10, default_root_dir=str(tmp_path),
+                           logger=CSVLogger(str(tmp_path), name="run"), log_every_n_steps=1)
+    trainer.fit(TinyModel())
+    log_dir = trainer.log_dir
+    assert os.path.exists(os.path.join(log_dir, "bottlenecks.json"))
+    header = open(os.path.join(log_dir, "metrics.csv")).readline()
+    assert "bottleneck/forward" in header and "bottleneck/data_fetch" in header
+
+
+def test_default_dirpath_without_logger_is_root_dir(tmp_path) -> None:
+    profiler = BottleneckProfiler(console=False, formats=["json"])
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=4, default_root_dir=str(tmp_path))
+    trainer.fit(TinyModel())
+    assert sorted(os.listdir(tmp_path)) == ["bottlenecks.json"]
+
+
+def test_console_summary(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), formats=["md"])
+    make_trainer(callbacks=[profiler], limit_train_batches=6).fit(TinyModel())
+    assert "phases:" in capsys.readouterr().out
+
+
+def test_unwritable_directory_fails_at_setup(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    model = TinyModel()
+    profiler = BottleneckProfiler(dirpath=str(blocker / "reports"), console=False)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=4)
+    with pytest.raises(MisconfigurationException, match=r"BottleneckProfiler\(dirpath=.*is not writable"):
+        trainer.fit(model)
+    assert trainer.global_step == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sample_every_n_steps": 0}, "sample_every_n_steps=0 must be a positive integer"),
+        ({"sample_every_n_steps": -5}, "sample_every_n_steps=-5"),
+        ({"sync_every_n_steps": 0}, "sync_every_n_steps=0"),
+        ({"timeline_points": 0}, "timeline_points=0"),
+        ({"warmup_steps": -1}, r"warmup_steps=-1 must be an integer >= 0"),
+        ({"deep_window_steps": -2}, "deep_window_steps=-2"),
+        ({"deep_window_start": -1}, "deep_window_start=-1"),
+        ({"formats": ["json", "pdf"]}, r"unknown format\(s\) \['pdf'\]; choose from \['json', 'md', 'html'\]"),
+        ({"formats": []}, "formats=\\[\\] must be a non-empty list"),
+        ({"filename": "a/b"}, "filename='a/b' must be a plain file name"),
+        ({"trace_max_mb": 0}, "trace_max_mb=0 must be > 0"),
+    ],
+)
+def test_bad_input(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BottleneckProfiler(**kwargs)
