@@ -24,7 +24,11 @@ from lightning_optkit.precision.decision import (
     merge_rank_measurements,
     rule_candidates,
 )
-from lightning_optkit.precision.forensics import OverflowReport, OverflowTracer, diagnose
+from lightning_optkit.precision.forensics import (
+    OverflowReport,
+    OverflowTracer,
+    diagnose,
+)
 from lightning_optkit.precision.hardware import HardwareFacts, probe_hardware
 from lightning_optkit.precision.ladder import FallbackPolicy
 from lightning_optkit.precision.plugin import AutoPrecision
@@ -32,6 +36,7 @@ from lightning_optkit.precision.probe import ProbePlan, ProbeRecorder
 from lightning_optkit.precision.scaler import DynamicGradScaler
 
 __all__ = [
+    "PRECISIONS",
     "AutoPrecision",
     "Candidate",
     "Decision",
@@ -41,7 +46,6 @@ __all__ = [
     "Measurement",
     "OverflowReport",
     "OverflowTracer",
-    "PRECISIONS",
     "ProbePlan",
     "ProbeRecorder",
     "check_fixed_mode",

@@ -31,16 +31,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_optkit.precision.plugin import AutoPrecision
 
 __all__ = [
-    "world_size",
+    "after_step",
+    "calibrate",
+    "fall_back",
+    "finish_probe",
     "gather_rows",
+    "log_interval",
+    "monitor",
     "publish",
     "scaled_step",
-    "calibrate",
-    "after_step",
-    "finish_probe",
-    "monitor",
-    "fall_back",
-    "log_interval",
+    "world_size",
 ]
 
 _MAX_CALIBRATION_RERUNS = 8

@@ -29,18 +29,18 @@ from typing import Any, Literal
 from lightning_optkit.precision.hardware import HardwareFacts
 
 __all__ = [
-    "PRECISIONS",
     "MODES",
+    "PRECISIONS",
     "SIGNIFICAND_BITS",
     "Candidate",
-    "Measurement",
     "Decision",
-    "rule_candidates",
+    "Measurement",
     "check_fixed_mode",
-    "merge_rank_candidates",
-    "merge_rank_measurements",
     "choose_measured",
     "fallback_target",
+    "merge_rank_candidates",
+    "merge_rank_measurements",
+    "rule_candidates",
     "uses_scaler",
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["HardwareFacts", "probe_hardware", "cpu_flags"]
+__all__ = ["HardwareFacts", "cpu_flags", "probe_hardware"]
 
 _CPUINFO = "/proc/cpuinfo"
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["validate_keep_fp32", "match_keep_fp32", "apply_keep_fp32", "remove_keep_fp32", "Fp32Forward"]
+__all__ = ["Fp32Forward", "apply_keep_fp32", "match_keep_fp32", "remove_keep_fp32", "validate_keep_fp32"]
 
 
 def validate_keep_fp32(entries: Sequence[str | type] | None) -> list[str | type]:
@@ -40,7 +40,8 @@ def validate_keep_fp32(entries: Sequence[str | type] | None) -> list[str | type]
     for entry in entries:
         if isinstance(entry, type):
             if not issubclass(entry, nn.Module):
-                raise ValueError(f"keep_fp32 entry {entry!r} is a class but not a torch.nn.Module subclass")
+                raise ValueError(  # noqa: TRY004 - the project reports bad arguments as ValueError
+                    f"keep_fp32 entry {entry!r} is a class but not a torch.nn.Module subclass")
         elif isinstance(entry, str):
             if not entry:
                 raise ValueError("keep_fp32 entry '' is empty; give a module name, type or pattern")
@@ -50,8 +51,9 @@ def validate_keep_fp32(entries: Sequence[str | type] | None) -> list[str | type]
                 raise ValueError(f"keep_fp32 entry {entry!r} is not a module name, type or valid "
                                  f"regular expression ({err}); escape special characters such as '.'") from err
         else:
-            raise ValueError(f"keep_fp32 entry {entry!r} must be a module name, type name, class or "
-                             "regular expression, such as 'head', 'LayerNorm' or r'blocks\\.\\d+\\.norm'")
+            raise ValueError(  # noqa: TRY004 - the project reports bad arguments as ValueError
+                f"keep_fp32 entry {entry!r} must be a module name, type name, class or "
+                "regular expression, such as 'head', 'LayerNorm' or r'blocks\\.\\d+\\.norm'")
         out.append(entry)
     return out
 

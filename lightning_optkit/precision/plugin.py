@@ -25,7 +25,6 @@ Order of events in a fit:
 from __future__ import annotations
 
 import contextlib
-import math
 import weakref
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
@@ -35,18 +34,14 @@ from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.plugins.precision.precision import Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
-from lightning_optkit._shared import set_search_phase
-from lightning_optkit.precision import _steps
+from lightning_optkit.precision import _begin, _steps
 from lightning_optkit.precision.decision import (
     MODES,
-    PRECISIONS,
     Decision,
     check_fixed_mode,
-    merge_rank_candidates,
-    rule_candidates,
     uses_scaler,
 )
 from lightning_optkit.precision.forensics import OverflowTracer
@@ -58,7 +53,10 @@ from lightning_optkit.precision.keep_fp32 import (
     validate_keep_fp32,
 )
 from lightning_optkit.precision.ladder import FallbackPolicy, validate_fallback_options
-from lightning_optkit.precision.probe import ProbePlan, ProbeRecorder, validate_probe_options
+from lightning_optkit.precision.probe import (
+    ProbeRecorder,
+    validate_probe_options,
+)
 from lightning_optkit.precision.scaler import DynamicGradScaler, validate_scaler_options
 
 __all__ = ["AutoPrecision"]
@@ -140,13 +138,13 @@ class AutoPrecision(Precision):
         validate_fallback_options(fallback_patience, fallback_skip_rate, fallback_window)
         self.mode = mode
         self.probe = bool(probe)
-        self.probe_plan_options = dict(warmup_steps=probe_warmup_steps, steps=probe_steps, rounds=probe_rounds,
-                                       reject_factor=float(probe_reject_factor))
+        self.probe_plan_options = {"warmup_steps": probe_warmup_steps, "steps": probe_steps,
+                                   "rounds": probe_rounds, "reject_factor": float(probe_reject_factor)}
         self.probe_margin = float(probe_margin)
-        self.scaler_options = dict(init_scale=float(init_scale), growth_factor=float(growth_factor),
-                                   backoff_factor=float(backoff_factor), growth_interval=growth_interval,
-                                   hysteresis=hysteresis, min_scale=float(min_scale),
-                                   max_scale=float(max_scale), consecutive_hysteresis=consecutive_hysteresis)
+        self.scaler_options = {"init_scale": float(init_scale), "growth_factor": float(growth_factor),
+                               "backoff_factor": float(backoff_factor), "growth_interval": growth_interval,
+                               "hysteresis": hysteresis, "min_scale": float(min_scale),
+                               "max_scale": float(max_scale), "consecutive_hysteresis": consecutive_hysteresis}
         self.calibrate = bool(calibrate)
         self.fallback = bool(fallback)
         self.policy = FallbackPolicy(fallback_patience, float(fallback_skip_rate), fallback_window)
@@ -174,7 +172,6 @@ class AutoPrecision(Precision):
         self._seen_skips = 0
         self._forensics_cooldown = 0
         self._fixed_warnings: list[str] = []
-        self._candidate_notes: list[str] = []
         self._no_scaler_reason: str | None = None
 
     # ------------------------------------------------------------------ public state
@@ -236,53 +233,7 @@ class AutoPrecision(Precision):
         if trainer is None or self.facts is None:
             return
         self._started = True
-        loaded = self._loaded_decision
-        if loaded is not None and loaded.mode == self.mode and loaded.source != "pending":
-            loaded.resumed = True
-            self.decision = loaded
-            self._calibrate_pending = False
-            self._activate(loaded.precision)
-            self._announce(trainer)
-            return
-        fitting = _is_fitting(trainer)
-        rules = rule_candidates(self.facts)
-        reasons = [c.reason for c in rules] + self._fixed_warnings + self._candidate_notes
-        if self.mode != "auto":
-            fixed = [f"mode={self.mode!r} fixed by the user", *self._fixed_warnings]
-            self.decision = Decision(self.mode, self.mode, "fixed", [self.mode], fixed,
-                                     hardware=self.facts.to_dict(), world_size=_steps.world_size(trainer))
-            self._activate(self.mode)
-            self._announce(trainer)
-            return
-        names = [c.precision for c in rules]
-        if self._no_scaler_reason and "16-mixed" in names:
-            names.remove("16-mixed")
-            reasons.append(self._no_scaler_reason)
-        world = _steps.world_size(trainer)
-        if world > 1 and fitting:
-            rows = _steps.gather_rows(trainer, [1.0 if p in names else 0.0 for p in PRECISIONS])
-            agreed = merge_rank_candidates([[p for p, v in zip(PRECISIONS, r) if v >= 0.5] for r in rows])
-            if agreed != names:
-                reasons.append(f"ranks agreed on the common candidates {agreed} (this rank: {names})")
-            names = agreed
-        self.decision = Decision("auto", names[0], "rule", names, reasons,
-                                 hardware=self.facts.to_dict(), world_size=world)
-        can_probe = fitting and self._automatic and len(getattr(trainer, "optimizers", [])) == 1
-        if len(names) > 1 and self.probe and can_probe:
-            options = dict(self.probe_plan_options)
-            if world > 1:  # every rank must run the same schedule: no rank-local early rejection
-                options["reject_factor"] = math.inf
-            plan = ProbePlan(tuple(names), **options)  # type: ignore[arg-type]
-            self._probe = ProbeRecorder(plan)
-            self.decision.source = "pending"
-            set_search_phase(trainer, "precision_probe")
-            self._activate(self._probe.current() or names[0])
-            return
-        if len(names) > 1:
-            why = "probe=False" if not self.probe else "probe needs fit, automatic optimization and one optimizer"
-            self.decision.reasons.append(f"no probe ({why}): rule's preferred {names[0]}")
-        self._activate(names[0])
-        self._announce(trainer)
+        _begin.decide(self, trainer, fitting=_is_fitting(trainer))
 
     def _activate(self, precision: str) -> None:
         self.precision = precision
@@ -314,31 +265,25 @@ class AutoPrecision(Precision):
         with self.forward_context():
             yield
 
-    @contextlib.contextmanager
-    def val_step_context(self) -> Generator[None, None, None]:
+    def val_step_context(self) -> contextlib.AbstractContextManager:  # type: ignore[override]
         """Autocast for validation (decides by rule when validating without fit)."""
-        self._start_outside_fit()
-        with self.forward_context():
-            yield
+        return self._eval_context()
 
-    @contextlib.contextmanager
-    def test_step_context(self) -> Generator[None, None, None]:
+    def test_step_context(self) -> contextlib.AbstractContextManager:  # type: ignore[override]
         """Autocast for testing."""
-        self._start_outside_fit()
-        with self.forward_context():
-            yield
+        return self._eval_context()
+
+    def predict_step_context(self) -> contextlib.AbstractContextManager:  # type: ignore[override]
+        """Autocast for prediction."""
+        return self._eval_context()
 
     @contextlib.contextmanager
-    def predict_step_context(self) -> Generator[None, None, None]:
-        """Autocast for prediction."""
-        self._start_outside_fit()
-        with self.forward_context():
-            yield
-
-    def _start_outside_fit(self) -> None:
+    def _eval_context(self) -> Generator[None, None, None]:
         trainer = self._trainer()
         if trainer is not None and not _is_fitting(trainer):
             self._maybe_start(trainer)
+        with self.forward_context():
+            yield
 
     # ------------------------------------------------------------------ the step
     def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:  # type: ignore[override]
@@ -373,14 +318,14 @@ class AutoPrecision(Precision):
     def clip_gradients(
         self,
         optimizer: Any,
-        clip_val: int | float = 0.0,
+        clip_val: float = 0.0,
         gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
     ) -> None:
         """Clip, unscaling first where a fused optimizer would otherwise unscale in its kernel."""
         scaler = self.scaler
-        if clip_val and clip_val > 0 and scaler is not None and _optimizer_handles_unscaling(optimizer):
-            if not scaler.is_unscaled(optimizer):
-                scaler.unscale_(optimizer)
+        if (clip_val and clip_val > 0 and scaler is not None and _optimizer_handles_unscaling(optimizer)
+                and not scaler.is_unscaled(optimizer)):
+            scaler.unscale_(optimizer)
         super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
 
     # ------------------------------------------------------------------ checkpoints

@@ -139,7 +139,7 @@ class DynamicGradScaler(torch.amp.GradScaler):
         if new_scale is not None:
             super().update(new_scale)
             return
-        scale, tracker = self._check_scale_growth_tracker("update")
+        scale, _ = self._check_scale_growth_tracker("update")
         found = [t.to(scale.device, non_blocking=True)
                  for state in self._per_optimizer_states.values()
                  for t in state["found_inf_per_device"].values()]

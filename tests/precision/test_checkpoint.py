@@ -117,3 +117,16 @@ def test_state_dict_is_plain_data():
     clone.load_state_dict({"format": 1, "decision": {"mode": "auto", "precision": "32-true", "source": "rule"},
                            "scaler": {"scale": 8.0}})
     assert clone.state_dict()["scaler"] == {"scale": 8.0}
+
+
+def test_a_resumed_decision_the_hardware_cannot_run_fast_is_made_anew(tmp_path):
+    first = AutoPrecision(probe=False)
+    trainer, _ = _fit(first, InfModel(), steps=2, facts=CPU_BF16)
+    assert first.decision.precision == "bf16-mixed"
+    path = tmp_path / "bf16.ckpt"
+    trainer.save_checkpoint(path)
+    second = AutoPrecision(probe=False)
+    _, rec = _fit(second, InfModel(), steps=4, facts=CPU_AVX2, ckpt_path=path)
+    assert second.decision.precision == "32-true" and not second.decision.resumed
+    assert "not plausible on this hardware" in second.decision.reasons[-1]
+    assert rec.precisions == ["32-true"] * 2

@@ -88,9 +88,9 @@ def test_other_accelerators_get_fp32():
 
 
 def test_cuda_device_without_cuda_is_an_error():
-    with mock.patch("torch.cuda.is_available", return_value=False):
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            probe_hardware("cuda")
+    with mock.patch("torch.cuda.is_available", return_value=False), \
+            pytest.raises(ValueError, match="CUDA is not available"):
+        probe_hardware("cuda")
 
 
 def test_every_candidate_has_a_reason_and_fp32_last():

@@ -141,7 +141,7 @@ def test_counting_needs_no_host_read():
     original_item = torch.Tensor.item
     calls = []
 
-    def spy(self):  # noqa: ANN001
+    def spy(self):
         calls.append(1)
         return original_item(self)
 
