@@ -5,7 +5,7 @@ timeout). Scenarios:
 
 * ``differ``: rank 0 reports a CPU with native bf16, rank 1 one without; ``mode="auto"``.
 * ``probe``: both ranks report a CUDA 7.5 device (fp16 and fp32 plausible), the probe runs
-  (fp16 on CPU autocast with the CPU scaler) and rank 1 alone returns an ``inf`` loss on step 1
+  (fp16 on CPU autocast with the CPU scaler) and rank 1 alone returns an ``inf`` loss on step 3
   (an fp16 probe step).
 """
 
@@ -24,14 +24,14 @@ from lightning.pytorch.strategies import DDPStrategy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from lightning_optkit._shared import run_notes  # noqa: E402
-from lightning_optkit.precision import AutoPrecision  # noqa: E402
-from tests.helpers.models import TinyModel  # noqa: E402
-from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, cuda_facts  # noqa: E402
+from lightning_optkit._shared import run_notes
+from lightning_optkit.precision import AutoPrecision
+from tests.helpers.models import TinyModel
+from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, cuda_facts
 
 
 class RankModel(TinyModel):
-    def __init__(self, inf_rank: int | None = None, inf_step: int = 1) -> None:
+    def __init__(self, inf_rank: int | None = None, inf_step: int = 3) -> None:
         super().__init__(n_loader=128)
         self.inf_rank, self.inf_step = inf_rank, inf_step
 

@@ -41,7 +41,7 @@ def test_probe_and_skips_agree_across_ranks(tmp_path):
     assert d0["source"] == "probe" and d0["candidates"] == ["16-mixed", "32-true"]
     for key in ("precision", "candidates", "measurements", "source"):
         assert d0[key] == d1[key], key  # measurements were merged: identical on both ranks
-    # rank 1 alone made step 1's loss inf (an fp16 step of the probe): the all-reduced gradients
+    # rank 1 alone made step 3's loss inf (an fp16 step of the probe): the all-reduced gradients
     # are inf on both ranks, so both skip it
     assert ranks[0]["skipped"] == ranks[1]["skipped"] == 1
     assert ranks[0]["weights_sum"] == pytest.approx(ranks[1]["weights_sum"], rel=1e-9)
