@@ -12,8 +12,15 @@ from lightning_optkit.precision.hardware import HardwareFacts
 from tests.helpers.models import TinyModel
 
 __all__ = [
-    "InfModel", "FusedInfModel", "PlantedModel", "Amplify", "StepRecorder", "RecordingLogger",
-    "CPU_AVX2", "CPU_BF16", "cuda_facts",
+    "CPU_AVX2",
+    "CPU_BF16",
+    "Amplify",
+    "FusedInfModel",
+    "InfModel",
+    "PlantedModel",
+    "RecordingLogger",
+    "StepRecorder",
+    "cuda_facts",
 ]
 
 CPU_AVX2 = HardwareFacts(device_type="cpu", device_name="test-avx2", cpu_capability="AVX2")
