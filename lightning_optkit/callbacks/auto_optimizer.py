@@ -183,7 +183,8 @@ class AutoOptimizer(Callback):
             return
         self._trainer = trainer
         self._started = time.perf_counter()
-        if not any(p.requires_grad for p in pl_module.parameters()):
+        lazy = is_overridden("configure_model", pl_module)  # layers may appear after setup
+        if not lazy and not any(p.requires_grad for p in pl_module.parameters()):
             raise ValueError("AutoOptimizer: the model has no trainable parameters (every "
                              "requires_grad is False); unfreeze some layers before fit")
         self._install(pl_module)
@@ -279,8 +280,10 @@ class AutoOptimizer(Callback):
         replaced = None
         if original is not None:
             out = original()
-            if out is not None:
-                replaced = type(out).__name__ if isinstance(out, torch.optim.Optimizer) else "its output"
+            if isinstance(out, torch.optim.Optimizer):
+                replaced = type(out).__name__
+            elif out is not None:
+                replaced = "its optimizers and schedulers; schedulers are dropped, use WarmupDecay"
         if self._restored is not None:
             self.choice = Choice.from_dict(self._restored)
             self.choice.reasons.append("restored from the checkpoint: no new search")

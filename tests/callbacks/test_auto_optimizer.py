@@ -234,3 +234,33 @@ def test_race_under_a_precision_plugin(precision: str) -> None:
     assert cb.choice.race["winner"] is not None and trainer.global_step == 24
     assert all(len(c) >= 8 for c in cb.choice.race["curves"].values())
     assert trainer.optimizers[0] is not None
+
+
+def test_optimizer_and_scheduler_output_is_replaced(capsys) -> None:
+    class WithScheduler(NoOptimizerModel):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.1)
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
+
+    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False)
+    trainer = make_trainer(max_steps=2, callbacks=[cb])
+    trainer.fit(WithScheduler())
+    assert isinstance(trainer.optimizers[0], torch.optim.AdamW)
+    assert trainer.lr_scheduler_configs == []
+    assert "schedulers are dropped, use WarmupDecay" in capsys.readouterr().out
+
+
+def test_layers_built_in_configure_model_are_grouped() -> None:
+    class Lazy(NoOptimizerModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = None
+
+        def configure_model(self) -> None:
+            if self.net is None:
+                self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 4))
+
+    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_steps=2, callbacks=[cb])
+    trainer.fit(Lazy())
+    assert sum(g["tensors"] for g in cb.choice.groups) == 4
