@@ -287,7 +287,7 @@ class AutoOptimizer(Callback):
         if self._restored is not None:
             self.choice = Choice.from_dict(self._restored)
             self.choice.reasons.append("restored from the checkpoint: no new search")
-            self._pending = []
+            self._pending, self._restored = [], None
             return self._build(module, self.choice)
         choice, cands, mode = self._plan(trainer, module)
         if replaced:
