@@ -14,6 +14,7 @@ from lightning_optkit.precision import _steps
 from lightning_optkit.precision.decision import (
     PRECISIONS,
     Decision,
+    decide,
     merge_rank_candidates,
     rule_candidates,
 )
@@ -22,10 +23,10 @@ from lightning_optkit.precision.probe import ProbePlan, ProbeRecorder
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_optkit.precision.plugin import AutoPrecision
 
-__all__ = ["agree", "decide", "resume"]
+__all__ = ["agree", "resume", "start"]
 
 
-def decide(plugin: AutoPrecision, trainer: Any, fitting: bool) -> None:
+def start(plugin: AutoPrecision, trainer: Any, fitting: bool) -> None:
     """Make (or restore) the decision and activate its precision; start the probe if needed."""
     assert plugin.facts is not None
     rules = rule_candidates(plugin.facts)
@@ -37,9 +38,7 @@ def decide(plugin: AutoPrecision, trainer: Any, fitting: bool) -> None:
         reasons.append(f"the checkpoint's {loaded.precision} is not plausible on this hardware: decided anew")
     world = _steps.world_size(trainer)
     if plugin.mode != "auto":
-        fixed = [f"mode={plugin.mode!r} fixed by the user", *plugin._fixed_warnings]
-        plugin.decision = Decision(plugin.mode, plugin.mode, "fixed", [plugin.mode], fixed,
-                                   hardware=plugin.facts.to_dict(), world_size=world)
+        plugin.decision = decide(plugin.facts, plugin.mode, world_size=world)
         plugin._activate(plugin.mode)
         plugin._announce(trainer)
         return
@@ -49,8 +48,8 @@ def decide(plugin: AutoPrecision, trainer: Any, fitting: bool) -> None:
         reasons.append(plugin._no_scaler_reason)
     if world > 1 and fitting:
         names = agree(trainer, names, reasons)
-    plugin.decision = Decision("auto", names[0], "rule", names, reasons,
-                               hardware=plugin.facts.to_dict(), world_size=world)
+    plugin.decision = decide(plugin.facts, "auto", candidates=names, world_size=world)
+    plugin.decision.reasons = reasons
     can_probe = fitting and plugin._automatic and len(getattr(trainer, "optimizers", [])) == 1
     if len(names) > 1 and plugin.probe and can_probe:
         options = dict(plugin.probe_plan_options)

@@ -251,6 +251,12 @@ class Decision:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style read access (``decision["precision"]``), as on :meth:`to_dict`."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
     def summary(self) -> str:
         """A few lines for the start-of-fit printout."""
         lines = [f"AutoPrecision: {self.precision} (mode={self.mode}, {self.source}"
@@ -269,3 +275,43 @@ class Decision:
             "amp/candidates": ",".join(self.candidates),
             "amp/fallbacks": len(self.fallbacks),
         }
+
+
+def decide(
+    facts: HardwareFacts,
+    mode: str = "auto",
+    *,
+    candidates: Sequence[str] | None = None,
+    measurements: Mapping[str, Measurement] | None = None,
+    margin: float = 0.03,
+    world_size: int = 1,
+) -> Decision:
+    """Hardware facts (and, optionally, probe measurements) -> a :class:`Decision` with reasons.
+
+    Args:
+        facts: What the device can do.
+        mode: ``"auto"`` or a fixed precision (checked against ``facts``; may raise ``ValueError``).
+        candidates: The candidates the ranks agreed on (default: the rule's for ``facts``).
+        measurements: Probe results; with two or more candidates the measured choice applies.
+        margin: How much faster than fp32 half precision must be to be kept.
+        world_size: Number of processes that agreed on the decision.
+
+    Returns:
+        The decision (``source`` ``"fixed"``, ``"rule"`` or ``"probe"``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}")
+    hardware = facts.to_dict()
+    if mode != "auto":
+        reasons = [f"mode={mode!r} fixed by the user", *check_fixed_mode(mode, facts)]
+        return Decision(mode, mode, "fixed", [mode], reasons, hardware=hardware, world_size=world_size)
+    rules = rule_candidates(facts)
+    names = list(candidates) if candidates is not None else [c.precision for c in rules]
+    reasons = [c.reason for c in rules]
+    if measurements and len(names) > 1:
+        precision, why = choose_measured(names, measurements, margin)
+        table = {n: {"median_ms": None if not math.isfinite(m.median_ms) else m.median_ms,
+                     "steps": m.steps, "finite": m.finite} for n, m in measurements.items()}
+        return Decision("auto", precision, "probe", names, reasons + why, table, hardware,
+                        world_size=world_size)
+    return Decision("auto", names[0], "rule", names, reasons, hardware=hardware, world_size=world_size)

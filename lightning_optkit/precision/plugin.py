@@ -233,7 +233,7 @@ class AutoPrecision(Precision):
         if trainer is None or self.facts is None:
             return
         self._started = True
-        _begin.decide(self, trainer, fitting=_is_fitting(trainer))
+        _begin.start(self, trainer, fitting=_is_fitting(trainer))
 
     def _activate(self, precision: str) -> None:
         self.precision = precision

@@ -15,6 +15,7 @@ from lightning_optkit.precision.decision import (
     Measurement,
     check_fixed_mode,
     choose_measured,
+    decide,
     fallback_target,
     merge_rank_candidates,
     merge_rank_measurements,
@@ -212,3 +213,33 @@ def test_real_cpu_facts_are_consistent():
     facts = probe_hardware("cpu")
     assert facts.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert facts.native_bf16 is facts.cpu_bf16_native
+
+
+@pytest.mark.parametrize(
+    ("facts", "mode", "precision", "source"),
+    [
+        (CPU_AVX2, "auto", "32-true", "rule"),
+        (CPU_BF16, "auto", "bf16-mixed", "rule"),
+        (cuda_facts(7, 5), "auto", "16-mixed", "rule"),
+        (cuda_facts(6, 1), "auto", "32-true", "rule"),
+        (cuda_facts(9, 0), "auto", "bf16-mixed", "rule"),
+        (CPU_AVX2, "16-mixed", "16-mixed", "fixed"),
+    ],
+)
+def test_decide_from_facts(facts, mode, precision, source):
+    decision = decide(facts, mode)
+    assert (decision.precision, decision.source) == (precision, source)
+    assert decision["precision"] == precision and decision.reasons
+    assert Decision.from_dict(decision.to_dict()) == decision
+
+
+def test_decide_with_measurements_and_agreed_candidates():
+    measured = {"bf16-mixed": _m("bf16-mixed", 20.0), "32-true": _m("32-true", 10.0)}
+    decision = decide(CPU_BF16, measurements=measured)
+    assert decision.precision == "32-true" and decision.source == "probe"
+    assert decision.measurements["bf16-mixed"] == {"median_ms": 20.0, "steps": 6, "finite": True}
+    assert decide(CPU_BF16, candidates=["32-true"], world_size=2).precision == "32-true"
+    with pytest.raises(ValueError, match="mode='fp8'"):
+        decide(CPU_BF16, "fp8")
+    with pytest.raises(KeyError):
+        decision["nope"]
