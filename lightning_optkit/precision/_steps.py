@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "after_step",
+    "probe_enter",
     "calibrate",
     "fall_back",
     "finish_probe",
@@ -148,12 +149,23 @@ def after_step(plugin: AutoPrecision, trainer: Any, loss: Any) -> None:
     log_interval(plugin, trainer)
 
 
+def probe_enter(plugin: AutoPrecision) -> None:
+    """Mark the start of a probe step (the device is drained first, so the step pays only for itself)."""
+    _sync(plugin.device_type)
+    plugin._step_start = time.perf_counter()
+
+
 def _probe_record(plugin: AutoPrecision, trainer: Any, loss: Any) -> None:
     probe = plugin._probe
     assert probe is not None
     _sync(plugin.device_type)
     now = time.perf_counter()
-    interval = None if plugin._last_exit is None else now - plugin._last_exit
+    if getattr(trainer, "accumulate_grad_batches", 1) == 1 and plugin._step_start is not None:
+        # forward + backward + optimizer step: validation or checkpointing between steps is not counted
+        interval: float | None = now - plugin._step_start
+    else:  # the micro-batches of the window ran before this call: time from the previous step's end
+        interval = None if plugin._last_exit is None else now - plugin._last_exit
+    plugin._step_start = None
     finite = loss is None or bool(torch.isfinite(loss).all())
     scaler = plugin.scaler
     skipped = scaler is not None and scaler.stats()["consecutive_skips"] > 0

@@ -267,13 +267,13 @@ class Decision:
         return "\n".join(lines)
 
     def hparams(self) -> dict[str, Any]:
-        """Flat hyperparameters for the loggers."""
+        """Flat hyperparameters for the loggers (prefixed apart from the ``amp/*`` metrics)."""
         return {
-            "amp/mode": self.mode,
-            "amp/precision": self.precision,
-            "amp/source": self.source,
-            "amp/candidates": ",".join(self.candidates),
-            "amp/fallbacks": len(self.fallbacks),
+            "auto_precision/mode": self.mode,
+            "auto_precision/precision": self.precision,
+            "auto_precision/source": self.source,
+            "auto_precision/candidates": ",".join(self.candidates),
+            "auto_precision/fallbacks": len(self.fallbacks),
         }
 
 

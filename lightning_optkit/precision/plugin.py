@@ -78,8 +78,8 @@ class AutoPrecision(Precision):
         probe_steps: Timed steps per candidate.
         probe_rounds: Visits per candidate (interleaved, ABBA order).
         probe_margin: Half precision must be this much faster than fp32 to be kept (0.03 = 3%).
-        probe_reject_factor: Stop probing a candidate as soon as one of its steps (after the first
-            following a switch) takes this many times fp32's median step (single process only).
+        probe_reject_factor: Stop probing a candidate after two consecutive steps (not counting
+            the first after a switch) slower than this many fp32 median steps (single process).
         init_scale: Initial fp16 loss scale.
         growth_factor: Scale multiplier after ``growth_interval`` clean steps (> 1).
         backoff_factor: Scale multiplier on an overflow once the hysteresis is used up, in (0, 1).
@@ -168,6 +168,7 @@ class AutoPrecision(Precision):
         self._automatic = True
         self._calibrate_pending = self.calibrate
         self._last_exit: float | None = None
+        self._step_start: float | None = None
         self._lag_snapshot: torch.Tensor | None = None
         self._seen_skips = 0
         self._forensics_cooldown = 0
@@ -298,6 +299,8 @@ class AutoPrecision(Precision):
         trainer = getattr(model, "trainer", None)
         self._remember(trainer)
         self._maybe_start(trainer)
+        if self._probe is not None:
+            _steps.probe_enter(self)
         losses: list[Any] = []
 
         def recording_closure() -> Any:

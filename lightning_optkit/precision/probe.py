@@ -7,9 +7,10 @@ of them. The first steps after each switch are warm-up and are not timed; skippe
 not timed either (they do less work).
 
 Early rejection keeps the probe cheap where half precision is hopeless (bf16 emulated on an AVX2
-CPU runs many times slower): once fp32 has a median, any later step of a candidate (except the
-first after a switch, which pays one-off costs) that takes more than ``reject_factor`` times that
-median drops the candidate's remaining probe steps.
+CPU runs many times slower): once fp32 has a median, two consecutive steps of a candidate (not
+counting the first after a switch, which pays one-off costs) that each take more than
+``reject_factor`` times that median drop the candidate's remaining probe steps. Two, so that one
+stall of a shared machine does not reject a fast candidate.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class ProbeRecorder:
     def __post_init__(self) -> None:
         self._schedule = self.plan.schedule()
         self._visit = 0  # steps run since the last switch of precision
+        self._slow = 0  # consecutive judged steps slower than reject_factor x the reference
 
     @property
     def total_steps(self) -> int:
@@ -116,7 +118,7 @@ class ProbeRecorder:
             return
         name, timed = self._schedule[self.index]
         if self.index and self._schedule[self.index - 1][0] != name:
-            self._visit = 0
+            self._visit = self._slow = 0
         self.finite[name] = self.finite.get(name, True) and bool(finite)
         if timed and seconds is not None and not skipped and math.isfinite(seconds):
             self.times.setdefault(name, []).append(float(seconds))
@@ -130,7 +132,8 @@ class ProbeRecorder:
         if name == ref or not ref_times or seconds is None or skipped or self._visit == 0:
             return
         ref_ms = statistics.median(ref_times) * 1000.0
-        if seconds * 1000.0 > self.plan.reject_factor * ref_ms:
+        self._slow = self._slow + 1 if seconds * 1000.0 > self.plan.reject_factor * ref_ms else 0
+        if self._slow >= 2:
             self.rejected[name] = (f"{name}: rejected early, a step took {seconds * 1000.0:.2f} ms against "
                                    f"{ref}'s median {ref_ms:.2f} ms (> {self.plan.reject_factor:g}x)")
             keep = self._schedule[: self.index + 1]

@@ -206,7 +206,7 @@ def test_decision_round_trips_through_a_dict_and_json():
     assert HardwareFacts.from_dict(data["hardware"]) == CPU_BF16
     assert Decision.from_dict({"precision": "32-true", "unknown": 1}).precision == "32-true"
     assert "bf16-mixed" in decision.summary() and "fell back 16-mixed -> 32-true" in decision.summary()
-    assert decision.hparams()["amp/precision"] == "bf16-mixed"
+    assert decision.hparams()["auto_precision/precision"] == "bf16-mixed"
 
 
 def test_real_cpu_facts_are_consistent():

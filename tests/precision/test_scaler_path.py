@@ -166,7 +166,7 @@ def test_interval_logging_and_hyperparameters():
     assert [m["amp/loss_scale"] for _, m in amp] == [128.0, 128.0, 128.0]
     assert [m["amp/skipped_steps"] for _, m in amp] == [1.0, 1.0, 1.0]
     assert all(m["amp/precision"] == 11.0 for _, m in amp)  # fp16 significand bits
-    assert any(h.get("amp/precision") == "16-mixed" and h.get("amp/mode") == "16-mixed"
+    assert any(h.get("auto_precision/precision") == "16-mixed" and h.get("auto_precision/mode") == "16-mixed"
                for h in logger.hparams_calls)
 
 
