@@ -32,13 +32,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "after_step",
-    "probe_enter",
     "calibrate",
     "fall_back",
     "finish_probe",
     "gather_rows",
     "log_interval",
     "monitor",
+    "probe_enter",
     "publish",
     "scaled_step",
     "world_size",

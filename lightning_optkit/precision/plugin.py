@@ -174,6 +174,9 @@ class AutoPrecision(Precision):
         self._forensics_cooldown = 0
         self._fixed_warnings: list[str] = []
         self._no_scaler_reason: str | None = None
+        if mode != "auto":  # known now: trainer.precision and the scaler are right before setup
+            self.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+            self._activate(mode)
 
     # ------------------------------------------------------------------ public state
     @property
@@ -200,8 +203,12 @@ class AutoPrecision(Precision):
         """Read the hardware, check a fixed mode against it and apply ``keep_fp32`` (setup)."""
         trainer = getattr(module, "_trainer", None)
         self._remember(trainer)
-        device = trainer.strategy.root_device if trainer is not None else _module_device(module)
+        device = trainer.strategy.root_device if trainer is not None else next(
+            (p.device for p in module.parameters()), torch.device("cpu"))
         self.device_type = device.type
+        if self._scaler is not None and self._scaler._device != self.device_type and self._scaler._scale is None:
+            self._scaler = None  # built for a guessed device before setup and never used
+            self._activate(self.precision)
         self.facts = probe_hardware(device)
         self._fixed_warnings = [] if self.mode == "auto" else check_fixed_mode(self.mode, self.facts)
         for message in self._fixed_warnings:
@@ -318,12 +325,8 @@ class AutoPrecision(Precision):
             _steps.after_step(self, trainer, losses[-1] if losses else None)
         return output
 
-    def clip_gradients(
-        self,
-        optimizer: Any,
-        clip_val: float = 0.0,
-        gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
-    ) -> None:
+    def clip_gradients(self, optimizer: Any, clip_val: float = 0.0,
+                       gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM) -> None:
         """Clip, unscaling first where a fused optimizer would otherwise unscale in its kernel."""
         scaler = self.scaler
         if (clip_val and clip_val > 0 and scaler is not None and _optimizer_handles_unscaling(optimizer)
@@ -355,6 +358,7 @@ class AutoPrecision(Precision):
 
     def _load_scaler_state(self, state: dict[str, Any]) -> None:
         self._pending_scaler_state = dict(state)
+        self._calibrate_pending = False  # a restored scale is already calibrated
         if self._scaler is not None:
             self._scaler.load_state_dict(state)
 
@@ -385,17 +389,7 @@ class AutoPrecision(Precision):
         super().teardown()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_trainer_ref"] = None
-        state["_tracer"] = None
-        state["_lag_snapshot"] = None
-        return state
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for param in module.parameters():
-        return param.device
-    return torch.device("cpu")
+        return {**self.__dict__, "_trainer_ref": None, "_tracer": None, "_lag_snapshot": None}
 
 
 def _is_fitting(trainer: Any) -> bool:

@@ -93,3 +93,11 @@ def test_lbfgs_with_fp16_fails_at_setup():
 def test_precision_together_with_the_plugin_is_refused_by_lightning():
     with pytest.raises(ValueError, match="precision"):
         make_trainer(plugins=[AutoPrecision()], precision="bf16-mixed")
+
+
+def test_fixed_mode_is_visible_before_setup():
+    plugin = AutoPrecision("16-mixed", init_scale=128.0)
+    assert plugin.precision == "16-mixed"
+    assert isinstance(plugin.scaler, torch.amp.GradScaler) and plugin.scaler.get_scale() == 128.0
+    assert make_trainer(plugins=[AutoPrecision("bf16-mixed")]).precision == "bf16-mixed"
+    assert AutoPrecision().precision == "32-true" and AutoPrecision().scaler is None
