@@ -52,6 +52,26 @@ class ModelProfile:
     has_no_weight_decay: bool = False
 
     @property
+    def has_conv_bn(self) -> bool:
+        """Convolutions together with BatchNorm."""
+        return self.conv_layers > 0 and self.batchnorm_layers > 0
+
+    @property
+    def has_attention(self) -> bool:
+        """Attention or transformer blocks."""
+        return self.attention_layers > 0
+
+    @property
+    def has_recurrent(self) -> bool:
+        """RNN, LSTM or GRU layers."""
+        return self.recurrent_layers > 0
+
+    @property
+    def has_embeddings(self) -> bool:
+        """Embedding tables."""
+        return self.embedding_layers > 0
+
+    @property
     def fine_tuning(self) -> bool:
         """Some parameters are frozen: a pretrained model being adapted."""
         return self.num_frozen > 0
@@ -62,8 +82,12 @@ class ModelProfile:
         return self.embedding_params / self.num_params if self.num_params else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable view."""
-        return asdict(self)
+        """A JSON-serialisable view (counts and the derived flags)."""
+        out = asdict(self)
+        for name in ("has_conv_bn", "has_attention", "has_recurrent", "has_embeddings",
+                     "fine_tuning"):
+            out[name] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True)

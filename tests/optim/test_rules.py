@@ -107,3 +107,12 @@ def test_budget_and_mode_resolution() -> None:
         resolve_mode("race", 100, 5, 3)
     with pytest.raises(ValueError, match="at least two installed candidates"):
         resolve_mode("race", 1000, 50, 1)
+
+
+def test_profile_flags_and_dict() -> None:
+    p = inspect_model(cnn_bn())
+    assert p.has_conv_bn and not p.has_attention and not p.has_recurrent and not p.has_embeddings
+    d = inspect_model(TinyTransformer()).to_dict()
+    assert d["has_attention"] and d["has_embeddings"] and d["fine_tuning"] is False
+    assert ModelProfile(**{k: v for k, v in d.items() if k in ModelProfile.__dataclass_fields__}) \
+        == inspect_model(TinyTransformer())
