@@ -264,3 +264,41 @@ def test_layers_built_in_configure_model_are_grouped() -> None:
     trainer = make_trainer(max_steps=2, callbacks=[cb])
     trainer.fit(Lazy())
     assert sum(g["tensors"] for g in cb.choice.groups) == 4
+
+
+class _AnyNet(NoOptimizerModel):
+    def __init__(self, net: torch.nn.Module, x: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.x = net, x
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).float().pow(2).mean()
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x), batch_size=4)
+
+
+@pytest.mark.parametrize("family,optimizer,emb_mult", [
+    ("mlp", "adamw", 1.0), ("cnn_bn", "sgd", 1.0), ("transformer", "adamw", 1.0),
+    ("recurrent", "adamw", 1.0), ("embedding", "adamw", 10.0),
+])
+def test_family_decisions_in_fit(family: str, optimizer: str, emb_mult: float) -> None:
+    from tests.helpers import optim_models as om
+
+    nets = {
+        "mlp": (om.mlp(), torch.randn(8, 8)),
+        "cnn_bn": (om.cnn_bn(), torch.randn(8, 1, 6, 6)),
+        "transformer": (om.TinyTransformer(), torch.randint(0, 10, (8, 5))),
+        "recurrent": (om.TinyLSTM(), torch.randint(0, 6, (8, 5))),
+        "embedding": (om.EmbeddingModel(), torch.randint(0, 100, (8, 3))),
+    }
+    net, x = nets[family]
+    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_steps=2, callbacks=[cb])
+    trainer.fit(_AnyNet(net, x))
+    assert (cb.choice.family, cb.choice.optimizer) == (family, optimizer)
+    groups = {g["name"]: g for g in trainer.optimizers[0].param_groups}
+    if family in ("embedding", "transformer", "recurrent"):
+        assert groups["embedding"]["lr"] == pytest.approx(cb.choice.lr * emb_mult)
+        assert groups["embedding"]["weight_decay"] == 0.0
+    assert groups["no_decay"]["weight_decay"] == 0.0
