@@ -194,7 +194,9 @@ class DynamicGradScaler(torch.amp.GradScaler):
         return out
 
     def stats(self) -> ScalerStats:
-        """Host copy of the scale and counters (one device read)."""
+        """Host copy of the scale and counters (one device read; none before the first step)."""
+        if self._scale is None:  # not used yet: do not allocate on a device guessed too early
+            return self.stats_from_tensor([self._init_scale, *self._init_stats])
         return self.stats_from_tensor(self.stats_tensor())
 
     @property
@@ -204,14 +206,15 @@ class DynamicGradScaler(torch.amp.GradScaler):
 
     def set_scale(self, value: float) -> None:
         """Set the current scale (clamped to ``[min_scale, max_scale]``)."""
-        self._ensure_state()
-        assert self._scale is not None
-        self._scale.fill_(min(max(float(value), self.min_scale), self.max_scale))
+        value = min(max(float(value), self.min_scale), self.max_scale)
+        if self._scale is None:
+            self._init_scale = value
+        else:
+            self._scale.fill_(value)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
         """GradScaler's keys plus the hysteresis settings and counters."""
-        self._ensure_state()
         state = super().state_dict()
         stats = self.stats()
         state.update({key: stats[key] for key in _STAT_KEYS})

@@ -172,3 +172,11 @@ def test_counting_needs_no_host_read():
 def test_bad_scaler_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DynamicGradScaler("cpu", **kwargs)
+
+
+def test_unused_scaler_allocates_nothing():
+    scaler = DynamicGradScaler("cuda" if torch.cuda.is_available() else "cpu", init_scale=32.0)
+    assert scaler.skipped_steps == 0 and scaler.stats()["scale"] == 32.0
+    scaler.set_scale(8.0)
+    assert scaler.state_dict()["scale"] == 8.0
+    assert scaler._scale is None
