@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -141,7 +140,6 @@ class AutoOptimizer(Callback):
         self._budget_steps: int | None = None
         self._module: pl.LightningModule | None = None
         self._announced = False
-        self._started = 0.0
         self._want_test = False
         self._kernels: dict[str, str] = {}
         self._trainer: pl.Trainer | None = None
@@ -182,7 +180,7 @@ class AutoOptimizer(Callback):
         if stage != "fit":
             return
         self._trainer = trainer
-        self._started = time.perf_counter()
+        self._announced = False
         lazy = is_overridden("configure_model", pl_module)  # layers may appear after setup
         if not lazy and not any(p.requires_grad for p in pl_module.parameters()):
             raise ValueError("AutoOptimizer: the model has no trainable parameters (every "
