@@ -302,3 +302,16 @@ def test_family_decisions_in_fit(family: str, optimizer: str, emb_mult: float) -
         assert groups["embedding"]["lr"] == pytest.approx(cb.choice.lr * emb_mult)
         assert groups["embedding"]["weight_decay"] == 0.0
     assert groups["no_decay"]["weight_decay"] == 0.0
+
+
+def test_warmup_decay_reads_the_chosen_peak_after_the_race() -> None:
+    from lightning_optkit import WarmupDecay
+
+    cb = AutoOptimizer(mode="race", candidates=["sgd", "adamw"], budget=16, kernel="for-loop",
+                       save_json=False, verbose=False)
+    sched = WarmupDecay(warmup=2, decay="cosine", min_lr_ratio=0.1)
+    trainer = make_trainer(max_epochs=4, callbacks=[sched, cb])
+    trainer.fit(NoOptimizerModel())
+    group = trainer.optimizers[0].param_groups[0]
+    assert group["initial_lr"] == pytest.approx(cb.choice.lr)  # the schedule's peak
+    assert group["lr"] == pytest.approx(0.1 * cb.choice.lr, rel=0.05)  # decayed to the floor
