@@ -188,8 +188,7 @@ class AutoOptimizer(Callback):
         self._install(pl_module)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._uninstall()
+        self._uninstall()  # leave the module as it was (picklable), whatever the stage
 
     # -- the decision ------------------------------------------------------------------------
     def _run_profile(self, trainer: pl.Trainer) -> RunProfile:

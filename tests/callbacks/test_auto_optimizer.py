@@ -315,3 +315,21 @@ def test_warmup_decay_reads_the_chosen_peak_after_the_race() -> None:
     group = trainer.optimizers[0].param_groups[0]
     assert group["initial_lr"] == pytest.approx(cb.choice.lr)  # the schedule's peak
     assert group["lr"] == pytest.approx(0.1 * cb.choice.lr, rel=0.05)  # decayed to the floor
+
+
+def test_module_is_left_unpatched_after_validate_and_fit() -> None:
+    import pickle
+
+    class WithValidation(ClassifierModel):
+        def validation_step(self, batch, batch_idx):
+            return None
+
+    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False, verbose=False)
+    model = WithValidation()
+    trainer = make_trainer(max_steps=1, callbacks=[cb], limit_val_batches=1)
+    trainer.validate(model, dataloaders=model.train_dataloader())
+    assert "configure_optimizers" not in model.__dict__
+    trainer.fit(model)
+    assert "configure_optimizers" not in model.__dict__
+    pickle.dumps(model.net)
+    assert cb.choice is not None and cb.choice.optimizer == "adamw"
