@@ -219,7 +219,8 @@ class AutoOptimizer(Callback):
                 raise ValueError("mode='race' needs automatic optimization; this module sets "
                                  "automatic_optimization=False: use mode='rules'")
             mode = "rules"
-        mode, why = resolve_mode(mode, run.horizon, self._budget_steps, len(cands))
+        mode, why = resolve_mode(mode, run.horizon, self._budget_steps, len(cands),
+                                 profile.num_params)
         choice = rules_choice(family, cands, reasons + [why], profile, run, mode=mode)
         return choice, cands, mode
 

@@ -12,6 +12,7 @@ from lightning_optkit.optim.rules import Candidate, rank_candidates
 __all__ = ["MIN_RUNG", "plan_candidates", "budget_steps", "resolve_mode", "rules_choice"]
 
 MIN_RUNG = 8  # fewest steps per candidate at a rung that a comparison can rest on
+RACE_PARAM_LIMIT = 50_000_000  # above this, "auto" does not race (a weight copy per candidate)
 
 
 def plan_candidates(
@@ -83,7 +84,8 @@ def budget_steps(budget: float, horizon: int | None) -> int | None:
 
 
 def resolve_mode(
-    mode: str, horizon: int | None, budget: int | None, num_candidates: int
+    mode: str, horizon: int | None, budget: int | None, num_candidates: int,
+    num_params: int = 0,
 ) -> tuple[str, str]:
     """Decide between ``"rules"`` and ``"race"``; returns ``(mode, reason)``.
 
@@ -109,6 +111,9 @@ def resolve_mode(
                 "or use mode='rules'"
             )
         return "rules", "horizon unknown: rules only"
+    if mode == "auto" and num_params > RACE_PARAM_LIMIT:
+        return "rules", (f"{num_params:,} parameters: racing would keep a weight copy per "
+                         "candidate; rules only (mode='race' forces it)")
     if budget < need:
         if mode == "race":
             raise ValueError(

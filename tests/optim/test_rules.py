@@ -101,6 +101,9 @@ def test_budget_and_mode_resolution() -> None:
     assert resolve_mode("auto", 100, 5, 3)[0] == "rules"
     assert resolve_mode("auto", None, None, 3)[0] == "rules"
     assert resolve_mode("rules", 1000, 50, 3)[0] == "rules"
+    mode, why = resolve_mode("auto", 1000, 50, 3, num_params=10**9)
+    assert mode == "rules" and "weight copy per candidate" in why
+    assert resolve_mode("race", 1000, 50, 3, num_params=10**9)[0] == "race"
     with pytest.raises(ValueError, match=r"mode='race' needs a known horizon.*max_steps"):
         resolve_mode("race", None, None, 3)
     with pytest.raises(ValueError, match=r"budget=5 steps cannot race 3 candidates"):
