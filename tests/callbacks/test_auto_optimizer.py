@@ -333,3 +333,14 @@ def test_module_is_left_unpatched_after_validate_and_fit() -> None:
     assert "configure_optimizers" not in model.__dict__
     pickle.dumps(model.net)
     assert cb.choice is not None and cb.choice.optimizer == "adamw"
+
+
+@pytest.mark.gpu
+def test_race_on_cuda_with_fused_kernels() -> None:
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd"], budget=16, save_json=False,
+                       verbose=False)
+    trainer = make_trainer(max_epochs=4, accelerator="cuda", precision="16-mixed", callbacks=[cb],
+                           deterministic=False)
+    trainer.fit(NoOptimizerModel())
+    assert cb.choice.race["winner"] is not None and cb.choice.kernel in ("fused", "foreach", "for-loop")
+    assert all(p.is_cuda for g in trainer.optimizers[0].param_groups for p in g["params"])
