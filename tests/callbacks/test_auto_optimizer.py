@@ -344,3 +344,17 @@ def test_race_on_cuda_with_fused_kernels() -> None:
     trainer.fit(NoOptimizerModel())
     assert cb.choice.race["winner"] is not None and cb.choice.kernel in ("fused", "foreach", "for-loop")
     assert all(p.is_cuda for g in trainer.optimizers[0].param_groups for p in g["params"])
+
+
+def test_race_accepts_a_dict_returning_training_step() -> None:
+    class DictStep(NoOptimizerModel):
+        def training_step(self, batch, batch_idx):
+            return {"loss": super().training_step(batch, batch_idx)}
+
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd"], budget=16, kernel="for-loop",
+                       save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=4, callbacks=[cb])
+    trainer.fit(DictStep())
+    race = cb.choice.race
+    assert race["winner"] is not None
+    assert all(len(c) in (8, 16) and all(v > 0 for v in c) for c in race["curves"].values())
