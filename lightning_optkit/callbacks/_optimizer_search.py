@@ -92,4 +92,5 @@ def run_search(self: Any, trainer: pl.Trainer, module: pl.LightningModule) -> No
     finally:
         set_search_phase(trainer, None)
         reset_metrics(module)
-    choice.overhead_seconds = round(time.perf_counter() - t0, 3)
+    spent_seconds = time.perf_counter() - t0
+    self.choice.overhead_seconds = round(self.choice.overhead_seconds + spent_seconds, 3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -233,6 +234,7 @@ class AutoOptimizer(Callback):
             choice.kernel = self.kernel
             choice.reasons.append(f"kernel fixed by the user: {self.kernel}")
             return
+        t0 = time.perf_counter()
         params = [p for p in module.parameters() if p.requires_grad]
         large = sum(p.numel() for p in params) > _MEASURE_LIMIT
         all_times: dict[str, dict[str, float]] = {}
@@ -252,6 +254,7 @@ class AutoOptimizer(Callback):
         how = f"fastest of {sorted(times)} timed on the real parameters" if times else \
             "the fastest available for a model this large (not timed)"
         choice.reasons.append(f"kernel {choice.kernel}: {how}")
+        choice.overhead_seconds = round(time.perf_counter() - t0, 3)
 
     def _build(self, module: pl.LightningModule, choice: Choice) -> torch.optim.Optimizer:
         optimizer = create_optimizer(

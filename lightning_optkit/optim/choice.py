@@ -33,7 +33,7 @@ class Choice:
         lr_test: The LR range test record or ``None``.
         kernel_times_us: Fastest measured microseconds per step of each kernel.
         overhead_steps: Steps spent on the search that did not become training progress.
-        overhead_seconds: Wall-clock seconds spent on the search.
+        overhead_seconds: Wall-clock seconds spent on the search (kernel timing, LR test, race).
         reasons: Human-readable reasons, in order.
         model: The model profile.
         run: The run profile.
