@@ -8,6 +8,7 @@ Components:
     AutoOptimizer: picks the optimizer, its parameter groups and learning rate.
     AutoPrecision: a precision plugin choosing bf16 / fp16 / fp32 for the hardware.
     BottleneckProfiler: step-phase timing that names what holds training back.
+    OptKit: the four together in one callback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _LAZY = {
     "AutoOptimizer": "lightning_optkit.callbacks.auto_optimizer",
     "AutoPrecision": "lightning_optkit.precision.plugin",
     "BottleneckProfiler": "lightning_optkit.callbacks.bottleneck_profiler",
+    "OptKit": "lightning_optkit.callbacks.optkit",
     "build_schedule": "lightning_optkit.schedules",
 }
 
@@ -30,6 +32,7 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_optkit.callbacks.auto_optimizer import AutoOptimizer
     from lightning_optkit.callbacks.bottleneck_profiler import BottleneckProfiler
+    from lightning_optkit.callbacks.optkit import OptKit
     from lightning_optkit.callbacks.warmup_decay import WarmupDecay
     from lightning_optkit.precision.plugin import AutoPrecision
     from lightning_optkit.schedules import build_schedule

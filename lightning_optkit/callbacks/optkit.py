@@ -1,0 +1,161 @@
+"""``OptKit``: the recommended set of lightning_optkit components in one callback.
+
+``Trainer(callbacks=[OptKit()])`` adds AutoOptimizer, WarmupDecay and BottleneckProfiler as
+callbacks and installs AutoPrecision as the precision plugin, each configurable with a dict of its
+arguments or switched off with ``False``. When fit starts the components cooperate through
+:mod:`lightning_optkit._shared`; OptKit prints their decisions as one start-of-fit summary.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Union
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_optkit._shared import current_search_phase, run_notes
+
+__all__ = ["OptKit", "format_decisions"]
+
+Part = Union[bool, dict[str, Any], None]
+_SUMMARY_DEADLINE = 200  # steps after which the summary is printed even if a decision is missing
+
+
+def _kwargs(name: str, value: Part) -> Optional[dict[str, Any]]:
+    if value is None or value is True:
+        return {}
+    if value is False:
+        return None
+    if isinstance(value, dict):
+        return dict(value)
+    raise ValueError(
+        f"{name}={value!r} must be true (recommended settings), false (switched off) or a dict of"
+        f" the component's arguments, such as {name}: {{verbose: false}}"
+    )
+
+
+def format_decisions(decisions: dict[str, dict[str, Any]]) -> str:
+    """The one start-of-fit summary: one block per component, from the recorded decisions."""
+    lines = ["lightning_optkit decisions"]
+    for component, summary in decisions.items():
+        lines.append(f"  {component}:")
+        headline = summary.get("summary") or summary.get("headline")
+        if headline:
+            lines.append(f"    {headline}")
+        for key in ("choice", "chosen", "precision", "optimizer", "lr", "kernel", "count"):
+            if key in summary and not isinstance(summary[key], (dict, list)):
+                lines.append(f"    {key}: {summary[key]}")
+        for group in summary.get("groups", [])[:8]:
+            if isinstance(group, dict) and "warmup_steps" in group:
+                floor = group.get("floor_lr")
+                lines.append(
+                    f"    group {group.get('group')}: peak {group.get('peak_lr'):.3g},"
+                    f" warm-up {group.get('warmup_steps')} of {group.get('total_steps')} steps,"
+                    f" floor {'n/a' if floor is None else format(floor, '.3g')}"
+                )
+        reasons = summary.get("reasons") or []
+        for reason in list(reasons)[:4]:
+            lines.append(f"    - {reason}")
+    return "\n".join(lines)
+
+
+class OptKit(Callback):
+    """AutoOptimizer + WarmupDecay + AutoPrecision + BottleneckProfiler in one line.
+
+    Each argument is ``true`` for the recommended settings, ``false`` to switch the part off, or a
+    dict of that part's own arguments (see each class). The precision plugin is installed only if
+    the Trainer still has the default full-precision plugin: an explicit ``precision=...`` or
+    precision plugin of yours is kept.
+
+    Args:
+        optimizer: AutoOptimizer's arguments (chooses the optimizer, groups and LR).
+        schedule: WarmupDecay's arguments (warm-up + decay around the chosen LR).
+        precision: AutoPrecision's arguments (bf16 / fp16 / fp32 for the hardware).
+        profiler: BottleneckProfiler's arguments (names what holds training back).
+        summary: Print all decisions as one summary once they are made (rank zero).
+
+    Example::
+
+        trainer = Trainer(max_epochs=10, callbacks=[OptKit(schedule={"warmup": "5%"})])
+    """
+
+    def __init__(
+        self,
+        optimizer: Part = True,
+        schedule: Part = True,
+        precision: Part = True,
+        profiler: Part = True,
+        summary: bool = True,
+    ) -> None:
+        super().__init__()
+        from lightning_optkit import AutoOptimizer, AutoPrecision, BottleneckProfiler, WarmupDecay
+
+        self.summary = summary
+        self.parts: dict[str, Any] = {}
+        for name, value, cls in (
+            ("profiler", profiler, BottleneckProfiler),
+            ("optimizer", optimizer, AutoOptimizer),
+            ("schedule", schedule, WarmupDecay),
+            ("precision", precision, AutoPrecision),
+        ):
+            kwargs = _kwargs(name, value)
+            if kwargs is None:
+                continue
+            if summary and name != "profiler":
+                kwargs.setdefault("verbose", False)  # one summary instead of one print per part
+            try:
+                self.parts[name] = cls(**kwargs)
+            except TypeError as err:
+                raise ValueError(f"{name}={value!r}: {err}; see {cls.__name__}'s arguments") from None
+        self._printed = False
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        """The callback parts, in the order they run (profiler, optimizer, schedule)."""
+        return [p for k, p in self.parts.items() if k != "precision"]
+
+    @property
+    def precision_plugin(self) -> Optional[Precision]:
+        """The AutoPrecision part, or ``None`` when switched off."""
+        return self.parts.get("precision")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        position = trainer.callbacks.index(self)
+        missing = [c for c in self.callbacks if not any(c is cb for cb in trainer.callbacks)]
+        # inserted right after OptKit: Lightning's hook loop reaches them in this same call
+        trainer.callbacks[position + 1:position + 1] = missing
+        plugin = self.precision_plugin
+        current = trainer.strategy.precision_plugin
+        if plugin is not None and type(current) is Precision:
+            trainer.strategy.precision_plugin = plugin
+        elif plugin is not None and current is not plugin:
+            run_notes(trainer).decisions["precision"] = {
+                "summary": f"kept the Trainer's own precision plugin {type(current).__name__}"
+            }
+        self._printed = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self._printed or not self.summary:
+            return
+        decisions = run_notes(trainer).decisions
+        wanted = {"optimizer", "schedule", "precision"} & set(self.parts)
+        done = wanted <= set(decisions) and current_search_phase(trainer) is None
+        if done or trainer.global_step >= _SUMMARY_DEADLINE:
+            self._printed = True
+            if trainer.is_global_zero:
+                rank_zero_info(format_decisions(decisions))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"parts": sorted(self.parts)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_parts = list(state_dict.get("parts", []))
+
+    def describe(self) -> str:
+        """The parts and their settings as JSON (for logs)."""
+        return json.dumps({k: type(v).__name__ for k, v in self.parts.items()})
