@@ -39,9 +39,11 @@ class Model(pl.LightningModule):
         self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
 
     def on_train_batch_start(self, batch, batch_idx):  # type: ignore[override]
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.thread_time())
 
     def training_step(self, batch, batch_idx):  # type: ignore[override]
         x, y = batch
@@ -53,8 +55,8 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=1e-3)
 
 
-def step_time(kind: str, features: int, hidden: int, batch: int, steps: int, tmp: str) -> float:
-    """Seconds per steady-state step of one fit with profiler ``kind``."""
+def step_time(kind: str, features: int, hidden: int, batch: int, steps: int, tmp: str) -> tuple[float, float]:
+    """Wall and CPU seconds per steady-state step of one fit with profiler ``kind``."""
     data = TensorDataset(torch.randn(batch * steps, features), torch.randn(batch * steps, 1))
     loader = DataLoader(data, batch_size=batch)
     model = Model(features, hidden)
@@ -70,9 +72,11 @@ def step_time(kind: str, features: int, hidden: int, batch: int, steps: int, tmp
                          enable_progress_bar=False, enable_model_summary=False, profiler=profiler,
                          callbacks=callbacks)
     trainer.fit(model, loader)
-    stamps = model.stamps[WARMUP:]
-    # the median interval is robust to the odd step slowed by another process on a shared machine
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    # median intervals are robust to the odd step slowed by another process on a shared machine;
+    # the thread's CPU time per step is not inflated when that process takes the core away
+    wall, cpu = model.stamps[WARMUP:], model.cpu_stamps[WARMUP:]
+    return (statistics.median(b - a for a, b in zip(wall, wall[1:])),
+            (cpu[-1] - cpu[0]) / (len(cpu) - 1))
 
 
 def main() -> None:
@@ -88,18 +92,21 @@ def main() -> None:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         for label, (features, hidden, batch) in models.items():
-            times: dict[str, list[float]] = {k: [] for k in kinds}
+            wall: dict[str, list[float]] = {k: [] for k in kinds}
+            cpu: dict[str, list[float]] = {k: [] for k in kinds}
             for _ in range(rounds):
                 order = kinds[:]
                 rng.shuffle(order)
                 for kind in order:
-                    times[kind].append(step_time(kind, features, hidden, batch, steps, tmp))
-            base = statistics.median(times["none"])
-            print(f"{label}: no profiler {1e3 * base:.3f} ms/step ({rounds} interleaved rounds x {steps} steps)")
+                    w, c = step_time(kind, features, hidden, batch, steps, tmp)
+                    wall[kind].append(w)
+                    cpu[kind].append(c)
+            base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
+            print(f"{label}: no profiler {1e3 * base:.3f} ms/step wall, {1e3 * base_cpu:.3f} ms/step CPU "
+                  f"({rounds} interleaved rounds x {steps} steps)")
             for kind in kinds[1:]:
-                ratios = [t / b for t, b in zip(times[kind], times["none"])]
-                print(f"  {kind:>10}: ratio {statistics.median(times[kind]) / base:.3f} "
-                      f"(per-round median {statistics.median(ratios):.3f})")
+                print(f"  {kind:>10}: wall ratio {statistics.median(wall[kind]) / base:.3f}, "
+                      f"CPU ratio {statistics.median(cpu[kind]) / base_cpu:.3f}")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ with the pure rules of :mod:`lightning_optkit.profiling` and writes a small repo
 from __future__ import annotations
 
 import gc
-import inspect
 import os
-import sys
 import types
 import warnings
 from collections.abc import Sequence
@@ -25,23 +23,33 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_optkit import _shared
+from lightning_optkit.callbacks._bottleneck_report import (
+    memory_summary,
+    phase_locations,
+    quiet_actions,
+    throughput_summary,
+    train_loader,
+    write_files,
+)
 from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
 from lightning_optkit.profiling import files, render
+from lightning_optkit.profiling.timers import HostTimer
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import measurements_from, rank_summary
-from lightning_optkit.profiling.html import to_html
 from lightning_optkit.profiling.phases import ActionClassifier
 from lightning_optkit.profiling.report import build_report
 from lightning_optkit.profiling.rules import diagnose
 from lightning_optkit.profiling.sampling import (
     allocator_memory,
     compiled_graphs,
+    dynamo_counters,
     device_info,
     peak_flops,
     process_rss_bytes,
 )
 from lightning_optkit.profiling.series import BoundedSeries
+from lightning_optkit.profiling.timers import make_timer
 
 __all__ = ["BottleneckProfiler"]
 
@@ -125,6 +133,7 @@ class BottleneckProfiler(Callback):
         self.timeline_points = timeline_points
         self.report: dict[str, Any] | None = None
         self._active = False
+        self._timing = False
 
     # ------------------------------------------------------------------ set-up / tear-down
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -139,7 +148,8 @@ class BottleneckProfiler(Callback):
             )
         self._trainer = trainer
         checkpoint_keys = frozenset(cb.state_key for cb in trainer.callbacks if isinstance(cb, Checkpoint))
-        classifier = ActionClassifier(checkpoint_keys=checkpoint_keys, own_key=self.state_key)
+        classifier = ActionClassifier(checkpoint_keys=checkpoint_keys, own_key=self.state_key,
+                                      quiet=quiet_actions(trainer, pl_module, exclude=self))
         self.accountant = PhaseAccountant(classifier, self._step_kind, timeline_points=self.timeline_points)
         self.accountant.on_step_end = self._on_step_end
         self._batches = 0
@@ -151,9 +161,12 @@ class BottleneckProfiler(Callback):
         self._graphs_start = compiled_graphs()
         self._graphs = self._graphs_start
         self._recompiles = 0
-        self._sample_graphs = False
+        self._dynamo: Any = None
+        self._world = 1
         self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
+        self._timer: Any = HostTimer()
+        self._timing = False
         self._optimizers: list[tuple[Any, Any]] = []
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
@@ -240,8 +253,9 @@ class BottleneckProfiler(Callback):
         return None
 
     def _on_step_end(self, seconds: float, kind: str | None) -> None:
-        if self._sample_graphs:
-            graphs = compiled_graphs()
+        counters = self._dynamo
+        if counters is not None:
+            graphs = counters["stats"]["unique_graphs"]
             if graphs != self._graphs:
                 self._graphs = graphs
                 if kind is None:
@@ -251,8 +265,11 @@ class BottleneckProfiler(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active:
             return
-        self._sample_graphs = "torch._dynamo" in sys.modules
+        self._dynamo = dynamo_counters()
+        self._world = trainer.world_size
         self._wrap_optimizers(trainer)
+        self._timer = make_timer(trainer.strategy.root_device.type)
+        self._timing = False
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -270,6 +287,21 @@ class BottleneckProfiler(Callback):
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
             self._flops.open(pl_module)
+        self._timing = self.accountant.current_kind is None
+        if self._timing:
+            self._timer.mark(0)
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if self._timing:
+            self._timer.mark(1)
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._timing:
+            self._timer.mark(2)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if self._timing:
+            self._timer.mark(3)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -277,20 +309,24 @@ class BottleneckProfiler(Callback):
             return
         self._batches += 1
         index = self._batches
+        if self._timing:
+            self._timer.mark(-1)
+            self._timing = False
         if self._flops is not None and index == self._flops.step + 1:
             self._flops.close()
         if self._window.active and index >= self._window.start + self._window.steps:
             self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb)
         if index % self.sample_every_n_steps == 0 or index == 1:
+            self._timer.poll()
             self._sample(trainer, batch)
-        if trainer.world_size > 1 and index % self.sync_every_n_steps == 0:
+        if self._world > 1 and index % self.sync_every_n_steps == 0:
             self._gather(trainer)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._saves += 1
 
     def _sample(self, trainer: pl.Trainer, batch: Any) -> None:
-        self._sample_graphs = "torch._dynamo" in sys.modules
+        self._dynamo = dynamo_counters()
         self._wrap_optimizers(trainer)
         device = trainer.strategy.root_device
         alloc = allocator_memory(device)
@@ -348,8 +384,11 @@ class BottleneckProfiler(Callback):
     def _finalise(self, trainer: pl.Trainer, status: str) -> None:
         device = trainer.strategy.root_device
         precision = str(getattr(trainer, "precision", "32-true"))
-        info = device_info(device, precision, _train_loader(trainer))
+        info = device_info(device, precision, train_loader(trainer))
         alloc = allocator_memory(device)
+        if device.type == "cuda" and not status.startswith("interrupted"):
+            torch.cuda.synchronize(device)  # once, at the end: every timing event is complete
+        self._timer.poll()
         own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
         ranks = self._ranks if len(self._ranks) > 1 else [own]
         batch_size = self._bs_sum / self._bs_n if self._bs_n else None
@@ -359,42 +398,23 @@ class BottleneckProfiler(Callback):
             memory_total=float(info.total_memory) if info.total_memory else None,
             alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=self._recompiles,
             recompile_seconds=self._recompile_seconds, graphs=self._graphs - self._graphs_start,
-            deep_window=self._window.summary, ranks=ranks, locations=self._locations(trainer),
+            deep_window=self._window.summary, ranks=ranks, locations=phase_locations(trainer, self.accountant.phases),
             val_check_interval=trainer.val_check_interval,
+            device_seconds={k: v for k, v in self._timer.totals().items() if v},
         )
         findings = diagnose(m)
-        wall = m.wall_seconds
-        throughput: dict[str, Any] = {"steps_per_second": m.steps / wall if wall else None, "batch_size": batch_size}
-        if batch_size and wall:
-            throughput["samples_per_second"] = batch_size * m.steps / wall
         flops = self._flops.flops if self._flops is not None else None
-        if flops and m.step_median:
-            throughput["flops_per_step"] = float(flops)
-            throughput["flops_per_second"] = flops / m.step_median
-            peak = peak_flops(device, precision)
-            throughput["flop_utilisation"] = flops / m.step_median / peak if peak else None
-        samples = self._memory.samples()
-        memory = {"kind": "cuda_allocated" if alloc else "process_rss",
-                  "start_mb": samples[0][1] / 2**20 if samples else None,
-                  "end_mb": samples[-1][1] / 2**20 if samples else None,
-                  "peak_mb": self._rss_peak / 2**20 if self._rss_peak else None}
-        if alloc:
-            memory["reserved_peak_mb"] = alloc["reserved_peak"] / 2**20
         self.report = build_report(
-            m, findings, decisions=dict(_shared.run_notes(trainer).decisions), throughput=throughput,
-            memory=memory, timeline=self.accountant.timeline.per_step(),
+            m, findings, decisions=dict(_shared.run_notes(trainer).decisions),
+            throughput=throughput_summary(m, batch_size, flops, peak_flops(device, precision)),
+            memory=memory_summary(self._memory.samples(), self._rss_peak, alloc),
+            timeline=self.accountant.timeline.per_step(),
             steps_per_point=self.accountant.timeline.steps_per_point, status=status,
         )
         if trainer.is_global_zero:
-            self._write(self.report)
+            write_files(self.report, self._resolved_dir, self.filename, self.formats)
             if self.console:
                 render.print_console(self.report)
-
-    def _write(self, report: dict[str, Any]) -> None:
-        renderers = {"json": render.to_json, "md": render.to_markdown, "html": to_html}
-        for fmt in self.formats:
-            files.write_atomic(os.path.join(self._resolved_dir, f"{self.filename}.{fmt}"), renderers[fmt](report))
-
     def _close_window(self) -> None:
         if self._window.active:
             done = max(self._batches - self._window.start, 1)
@@ -403,39 +423,5 @@ class BottleneckProfiler(Callback):
     def _trace_path(self) -> str:
         return os.path.join(self._resolved_dir, f"{self.filename}-trace.json")
 
-    def _locations(self, trainer: pl.Trainer) -> dict[str, str]:
-        where: dict[str, str] = {}
-        for phase in self.accountant.phases:
-            if not phase.startswith(("callback:", "hook:")):
-                continue
-            owner, hook = phase.split(":", 1)[1].rsplit(".", 1)
-            objects = list(trainer.callbacks) + [trainer.lightning_module]
-            for obj in objects:
-                if type(obj).__name__ == owner and hasattr(obj, hook):
-                    where[phase] = _source(getattr(type(obj), hook))
-                    break
-        module = trainer.lightning_module
-        where["optimizer_step"] = "LightningModule.optimizer_step -> " + type(trainer.optimizers[0]).__name__ \
-            if trainer.optimizers else "LightningModule.optimizer_step"
-        where["logging"] = f"{_source(type(module).training_step)} (self.log calls)"
-        return where
-
     def state_dict(self) -> dict[str, Any]:
         return {}
-
-
-def _source(fn: Any) -> str:
-    try:
-        return f"{os.path.basename(inspect.getsourcefile(fn) or '?')}:{inspect.getsourcelines(fn)[1]}"
-    except (OSError, TypeError):
-        return getattr(fn, "__qualname__", "?")
-
-
-def _train_loader(trainer: pl.Trainer) -> Any:
-    loaders = trainer.train_dataloader
-    if isinstance(loaders, torch.utils.data.DataLoader):
-        return loaders
-    flat = getattr(loaders, "flattened", None)
-    if flat:
-        return flat[0]
-    return None

@@ -216,12 +216,16 @@ class PhaseAccountant:
         seconds = [0.0] * len(CATEGORIES)
         category = self._category
         snapshot = self._snapshot
-        for i, value in enumerate(self.run_ns):
-            seconds[category[i]] += (value - snapshot[i]) * 1e-9
-            snapshot[i] = value
-        excluded = sum(sum(acc) for acc in self.excluded_ns.values())
-        seconds[EXCLUDED_CATEGORY] += (excluded - self._excluded_snapshot) * 1e-9
-        self._excluded_snapshot = excluded
+        run = self.run_ns
+        for i in range(len(run)):
+            value = run[i]
+            if value != snapshot[i]:
+                seconds[category[i]] += (value - snapshot[i]) * 1e-9
+                snapshot[i] = value
+        if self.excluded_ns:
+            excluded = sum(sum(acc) for acc in self.excluded_ns.values())
+            seconds[EXCLUDED_CATEGORY] += (excluded - self._excluded_snapshot) * 1e-9
+            self._excluded_snapshot = excluded
         self.timeline.add(seconds, self._steps_since_point)
         self._steps_since_point = 0
 
@@ -236,6 +240,11 @@ class PhaseAccountant:
         if self._steps_since_point:
             self._close_point()
         self._acc = self._pre_ns
+
+    @property
+    def current_kind(self) -> str | None:
+        """What the step in progress is spent on (``None``: an ordinary, measured step)."""
+        return self._step_kind if self.started else "not_started"
 
     # ----------------------------------------------------------------- results
     def phase_seconds(self) -> dict[str, float]:

@@ -45,6 +45,7 @@ def measurements_from(
     ranks: list[RankSummary] | None = None,
     locations: dict[str, str] | None = None,
     val_check_interval: Any = None,
+    device_seconds: dict[str, float] | None = None,
 ) -> Measurements:
     """Assemble the measurements of one run (see :class:`Measurements` for the fields)."""
     phases = acct.phase_seconds()
@@ -74,4 +75,5 @@ def measurements_from(
         excluded_steps=dict(acct.excluded_steps),
         locations=dict(locations or {}),
         val_check_interval=val_check_interval,
+        device_seconds=dict(device_seconds or {}),
     )

@@ -66,6 +66,8 @@ class Measurements:
         excluded_steps: The number of such steps by kind.
         locations: Phase name -> ``file:line`` of the code that runs it.
         val_check_interval: The trainer's validation interval setting, for evidence.
+        device_seconds: Device-side seconds per compute slot (forward, backward, optimizer_step) over
+            the measured steps, from CUDA events (or the host clock off-GPU).
     """
 
     steps: int = 0
@@ -92,6 +94,7 @@ class Measurements:
     excluded_steps: dict[str, int] = field(default_factory=dict)
     locations: dict[str, str] = field(default_factory=dict)
     val_check_interval: Any = None
+    device_seconds: dict[str, float] = field(default_factory=dict)
 
     def share(self, *phases: str) -> float:
         """Share of the measured wall time spent in ``phases``."""

@@ -133,6 +133,7 @@ def build_report(
         "throughput": {k: _round(v) for k, v in (throughput or {}).items()},
         "memory": {k: _round(v) for k, v in (memory or {}).items()},
         "compile": {"graphs": m.graphs, "recompiles": m.recompiles},
+        "device_time": {k: _round(v) for k, v in m.device_seconds.items()},
         "device": m.device.as_dict(),
         "deep_window": m.deep_window,
         "ranks": ranks,

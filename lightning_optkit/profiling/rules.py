@@ -180,6 +180,9 @@ def rule_no_mixed_precision(m: Measurements) -> Finding | None:
     if "16" in d.precision or "8" in d.precision:
         return None
     compute = m.share("forward", "backward")
+    if m.device_seconds and m.wall_seconds > 0:  # the GPU's own time, when CUDA events measured it
+        compute = min(1.0, (m.device_seconds.get("forward", 0.0) + m.device_seconds.get("backward", 0.0))
+                      / m.wall_seconds)
     share = compute / 2  # tensor cores at least halve matmul time: half the fp32 compute is the bound
     rec = ("The GPU has tensor cores but the run computes in fp32: use Trainer(precision='bf16-mixed') "
            "(or '16-mixed' before Ampere), or the AutoPrecision plugin.")

@@ -19,6 +19,7 @@ __all__ = [
     "system_memory_bytes",
     "allocator_memory",
     "compiled_graphs",
+    "dynamo_counters",
     "device_info",
     "peak_flops",
 ]
@@ -99,14 +100,20 @@ def allocator_memory(device: torch.device) -> dict[str, int] | None:
 
 def compiled_graphs() -> int:
     """Graphs compiled by ``torch.compile`` so far in this process (0 if dynamo is unused)."""
+    counters = dynamo_counters()
+    return 0 if counters is None else int(counters["stats"]["unique_graphs"])
+
+
+def dynamo_counters() -> Any:
+    """``torch._dynamo.utils.counters`` if dynamo is loaded (read it per step: two dict lookups)."""
     if "torch._dynamo" not in sys.modules:
-        return 0
+        return None
     try:
         from torch._dynamo.utils import counters
 
-        return int(counters["stats"]["unique_graphs"])
+        return counters
     except Exception:
-        return 0
+        return None
 
 
 def device_info(device: torch.device, precision: str = "32-true", loader: Any = None) -> DeviceInfo:

@@ -207,3 +207,30 @@ def test_unwritable_directory_fails_at_setup(tmp_path) -> None:
 def test_bad_input(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         BottleneckProfiler(**kwargs)
+
+
+def test_device_time_on_cpu_and_quiet_hooks(tmp_path) -> None:
+    class Hooked(TinyModel):
+        def on_train_batch_end(self, *args: Any) -> None:
+            pass
+
+    profiler, _ = _fit(tmp_path, Hooked(n_loader=80))
+    device = profiler.report["device_time"]
+    assert device["forward"] > 0 and device["backward"] > 0 and device["optimizer_step"] > 0
+    phases = profiler.report["phases"]
+    # an overridden hook is timed by name; an empty default one is not
+    assert "hook:Hooked.on_train_batch_end" in phases
+    assert "hook:Hooked.on_train_batch_start" not in phases
+    assert "callback:ModelCheckpoint.on_train_batch_end" not in phases
+
+
+def test_cuda_path_with_mocked_device(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_optkit.profiling import sampling
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: type("P", (), {"name": "NVIDIA A100", "total_memory": 40 * 2**30})())
+    info = sampling.device_info(torch.device("cuda", 0), "32-true", None)
+    assert info.type == "cuda" and info.capability == (8, 0) and info.total_memory == 40 * 2**30
+    assert sampling.peak_flops(torch.device("cpu"), "32-true") is None

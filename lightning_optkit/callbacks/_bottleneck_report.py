@@ -1,0 +1,118 @@
+"""Glue of the bottleneck report: facts read from the Trainer, summaries, and the files on disk."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_optkit.profiling import files, render
+from lightning_optkit.profiling.html import to_html
+from lightning_optkit.profiling.measurements import Measurements
+
+__all__ = ["quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
+
+
+def _source(fn: Any) -> str:
+    try:
+        return f"{os.path.basename(inspect.getsourcefile(fn) or '?')}:{inspect.getsourcelines(fn)[1]}"
+    except (OSError, TypeError):
+        return getattr(fn, "__qualname__", "?")
+
+
+#: LightningModule hooks whose default implementation does nothing.
+_MODULE_NO_OPS = (
+    "on_train_batch_start", "on_train_batch_end", "on_before_zero_grad", "on_before_backward",
+    "on_after_backward", "on_before_optimizer_step", "on_train_epoch_start", "on_train_epoch_end",
+    "on_validation_batch_start", "on_validation_batch_end", "on_validation_epoch_start",
+    "on_validation_epoch_end", "on_validation_start", "on_validation_end", "on_train_start", "on_train_end",
+    "on_fit_start", "on_fit_end",
+)
+
+
+def quiet_actions(trainer: pl.Trainer, module: pl.LightningModule, exclude: Any = None) -> frozenset[str]:
+    """Action names of hooks that nobody overrode (Lightning still calls and names them every step)."""
+    names = set()
+    base = pl.Callback
+    hooks = [h for h in dir(base) if h.startswith("on_") and callable(getattr(base, h))]
+    for callback in trainer.callbacks:
+        if callback is exclude:
+            continue
+        for hook in hooks:
+            if getattr(type(callback), hook, None) is getattr(base, hook):
+                names.add(f"[Callback]{callback.state_key}.{hook}")
+    for hook in _MODULE_NO_OPS:
+        if getattr(type(module), hook, None) is getattr(pl.LightningModule, hook, None):
+            names.add(f"[LightningModule]{type(module).__name__}.{hook}")
+    return frozenset(names)
+
+
+def phase_locations(trainer: pl.Trainer, phases: Sequence[str]) -> dict[str, str]:
+    """``file:line`` of the code behind each callback/hook phase, the optimizer and the logging calls."""
+    where: dict[str, str] = {}
+    objects = [*trainer.callbacks, trainer.lightning_module]
+    for phase in phases:
+        if not phase.startswith(("callback:", "hook:")):
+            continue
+        owner, hook = phase.split(":", 1)[1].rsplit(".", 1)
+        for obj in objects:
+            if type(obj).__name__ == owner and hasattr(type(obj), hook):
+                where[phase] = _source(getattr(type(obj), hook))
+                break
+    module = trainer.lightning_module
+    optimizer = type(trainer.optimizers[0]).__name__ if trainer.optimizers else None
+    where["optimizer_step"] = f"{optimizer}.step" if optimizer else "LightningModule.optimizer_step"
+    where["logging"] = f"{_source(type(module).training_step)} (self.log calls)"
+    return where
+
+
+def train_loader(trainer: pl.Trainer) -> Any:
+    """The (first) training DataLoader, or ``None``."""
+    loaders = trainer.train_dataloader
+    if isinstance(loaders, torch.utils.data.DataLoader):
+        return loaders
+    flat = getattr(loaders, "flattened", None)
+    return flat[0] if flat else None
+
+
+def throughput_summary(m: Measurements, batch_size: float | None, flops: int | None,
+                       peak: float | None) -> dict[str, Any]:
+    """Steps/s, samples/s, FLOPs per step, achieved FLOP/s and utilisation of the peak where known."""
+    wall = m.wall_seconds
+    summary: dict[str, Any] = {"steps_per_second": m.steps / wall if wall else None, "batch_size": batch_size}
+    if batch_size and wall:
+        summary["samples_per_second"] = batch_size * m.steps / wall
+    if flops and m.step_median:
+        summary["flops_per_step"] = float(flops)
+        summary["flops_per_second"] = flops / m.step_median
+        summary["flop_utilisation"] = flops / m.step_median / peak if peak else None
+    return summary
+
+
+def memory_summary(samples: list[tuple[float, float]], peak: float, alloc: dict[str, int] | None) -> dict[str, Any]:
+    """Start, end and peak of the sampled memory in MB (CUDA allocator, else process RSS)."""
+    summary: dict[str, Any] = {
+        "kind": "cuda_allocated" if alloc else "process_rss",
+        "start_mb": samples[0][1] / 2**20 if samples else None,
+        "end_mb": samples[-1][1] / 2**20 if samples else None,
+        "peak_mb": peak / 2**20 if peak else None,
+    }
+    if alloc:
+        summary["reserved_peak_mb"] = alloc["reserved_peak"] / 2**20
+        summary["alloc_retries"] = alloc["alloc_retries"]
+    return summary
+
+
+def write_files(report: dict[str, Any], dirpath: str, filename: str, formats: Sequence[str]) -> list[str]:
+    """Write ``<dirpath>/<filename>.<fmt>`` for each format, atomically; returns the paths."""
+    renderers = {"json": render.to_json, "md": render.to_markdown, "html": to_html}
+    paths = []
+    for fmt in formats:
+        path = os.path.join(dirpath, f"{filename}.{fmt}")
+        files.write_atomic(path, renderers[fmt](report))
+        paths.append(path)
+    return paths
