@@ -8,8 +8,6 @@ command line (``--trainer.max_epochs 5``, ``--help``).
 
 from __future__ import annotations
 
-import sys
-
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -32,4 +30,4 @@ def main(args: list[str] | None = None) -> LightningCLI:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or None)
+    main()
