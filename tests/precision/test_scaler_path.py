@@ -177,3 +177,16 @@ def test_no_scaler_work_outside_fp16():
         warnings.filterwarnings("ignore", message=".*(workers|LeafSpec|log_every_n_steps).*")
         _, rec = _fit(plugin, InfModel(), steps=3)
     assert rec.scales == [None] * 3 and plugin.skipped_steps == 0
+
+
+def test_weight_cache_keeps_gradients_after_a_no_grad_forward():
+    class NoGradFirst(InfModel):
+        def training_step(self, batch, batch_idx):
+            with torch.no_grad():
+                self(batch[0])  # e.g. a teacher pass with the same weights, cached casts
+            return super().training_step(batch, batch_idx)
+
+    model = NoGradFirst(fused=False)
+    before = [p.detach().clone() for p in model.parameters()]
+    _fit(AutoPrecision("16-mixed", init_scale=256.0), model, steps=2)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
