@@ -11,10 +11,30 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset, random_split
+from torch.utils.data import DataLoader, Sampler, TensorDataset, random_split
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["DigitsDataModule", "DigitsClassifier"]
+__all__ = ["DigitsDataModule", "DigitsClassifier", "EpochShuffleSampler"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffles with ``seed + epoch``, so each epoch's order is the same after a resume.
+
+    Lightning calls ``set_epoch`` on a sampler that has it at the start of every epoch.
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
 
 
 def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,8 +86,9 @@ class DigitsDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        sampler = EpochShuffleSampler(len(self.train_set), seed=self.seed)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers
+            self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers
         )
 
     def val_dataloader(self) -> DataLoader:
