@@ -175,3 +175,16 @@ def test_validate_without_fit_decides_by_rule():
     with mock.patch(HW, return_value=CPU_BF16):
         trainer.validate(TinyModel(), verbose=False)
     assert plugin.decision.precision == "bf16-mixed" and plugin.decision.source == "rule"
+
+
+def test_fallback_target_is_agreed_across_ranks():
+    from tests.helpers.precision_models import InfModel
+
+    def exchange(trainer, row):
+        return [list(row), [0.0] * len(row)]  # the other rank has no native bf16
+
+    plugin = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
+    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange), \
+            pytest.warns(UserWarning, match="switching 16-mixed -> 32-true"):
+        _, rec = _fit(plugin, InfModel(bad_steps="all", only_in_fp16=True), 5, CPU_BF16)
+    assert plugin.decision.fallbacks[0]["to"] == "32-true" and rec.precisions[-1] == "32-true"
