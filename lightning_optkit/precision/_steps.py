@@ -16,7 +16,7 @@ import torch
 from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from lightning_optkit._shared import record_decision, set_search_phase
+from lightning_optkit._shared import record_decision
 from lightning_optkit.precision.decision import (
     SIGNIFICAND_BITS,
     Decision,
@@ -203,7 +203,7 @@ def finish_probe(plugin: AutoPrecision, trainer: Any, collective: bool = True) -
         for name, m in measured.items()
     }
     decision.reasons.extend(reasons)
-    set_search_phase(trainer, None)
+    plugin._phase_done = True  # the phase ends when the next batch arrives (after this batch's hooks)
     plugin._activate(precision)
     publish(trainer, decision, verbose=plugin.verbose)
 

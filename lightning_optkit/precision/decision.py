@@ -52,6 +52,16 @@ SIGNIFICAND_BITS: dict[str, int] = {"32-true": 24, "16-mixed": 11, "bf16-mixed":
 """Significand bits of the compute dtype: the number logged as ``amp/precision``."""
 
 
+def validate_mode(mode: str) -> None:
+    """Raise ``ValueError`` naming an unknown ``mode``, with the likely intended one."""
+    if mode in MODES:
+        return
+    hint = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "16-true": "16-mixed",
+            "bf16-true": "bf16-mixed"}.get(str(mode))
+    raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}"
+                     + (f"; did you mean {hint!r}?" if hint else "; use 'auto' to let it decide"))
+
+
 def uses_scaler(precision: str) -> bool:
     """Whether ``precision`` needs loss scaling (only fp16 does)."""
     return precision == "16-mixed"
@@ -299,8 +309,7 @@ def decide(
     Returns:
         The decision (``source`` ``"fixed"``, ``"rule"`` or ``"probe"``).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}")
+    validate_mode(mode)
     hardware = facts.to_dict()
     if mode != "auto":
         reasons = [f"mode={mode!r} fixed by the user", *check_fixed_mode(mode, facts)]

@@ -1,25 +1,12 @@
 """``AutoPrecision``: a Lightning precision plugin that picks the fastest safe precision.
 
-The plugin only wires the pure parts (``decision``, ``probe``, ``scaler``, ``ladder``,
-``forensics``, ``keep_fp32``) to Lightning's hooks.
-
-How it reaches the Trainer: Lightning gives a precision plugin no Trainer reference. It does call
-``convert_module(lightning_module)`` during ``strategy.setup`` (before the model is wrapped in
-DDP) and ``optimizer_step(optimizer, model, closure)`` with the LightningModule on every step, and
-``model.trainer`` is set in both. The plugin keeps a weak reference to that Trainer.
-
-Order of events in a fit:
-
-1. ``convert_module``: hardware facts, fixed-mode checks, ``keep_fp32`` wrapping (setup errors).
-2. ``connect``: optimizer checks (LBFGS cannot use loss scaling).
-3. Lightning restores a checkpoint (``on_load_checkpoint`` / ``load_state_dict``).
-4. First training step (``train_step_context`` or ``optimizer_step``): the decision. A restored
-   decision is kept (no probe); otherwise the ranks agree on the common candidates and, if more
-   than one is plausible, the probe starts.
-5. Every ``optimizer_step``: closure (forward + scaled backward) -> ``unscale_`` -> Lightning's
-   ``on_before_optimizer_step`` -> clipping -> ``scaler.step`` -> ``scaler.update`` (counters on
-   device); then probe bookkeeping, the fallback/forensics monitor and interval logging. Precision
-   switches happen only here, after an optimizer step, so an accumulation window never mixes two.
+Thin glue over the pure parts (``decision``, ``probe``, ``scaler``, ``ladder``, ``forensics``,
+``keep_fp32``). Lightning gives a precision plugin no Trainer; it passes the LightningModule to
+``convert_module`` (setup, before DDP wrapping) and ``optimizer_step``, where ``module.trainer``
+is set, and the plugin keeps a weak reference to it. Setup errors come from ``convert_module`` and
+``connect``; the decision is made on the first training batch (``convert_input``), after Lightning
+restored any checkpoint; precision switches happen only after an optimizer step, so an
+accumulation window never mixes two precisions.
 """
 
 from __future__ import annotations
@@ -37,12 +24,13 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
+from lightning_optkit._shared import set_search_phase
 from lightning_optkit.precision import _begin, _steps
 from lightning_optkit.precision.decision import (
-    MODES,
     Decision,
     check_fixed_mode,
     uses_scaler,
+    validate_mode,
 )
 from lightning_optkit.precision.forensics import OverflowTracer
 from lightning_optkit.precision.hardware import HardwareFacts, probe_hardware
@@ -127,11 +115,7 @@ class AutoPrecision(Precision):
         keep_fp32: Sequence[str | type[nn.Module]] | None = None,
         verbose: bool = True,
     ) -> None:
-        if mode not in MODES:
-            hint = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "16-true": "16-mixed",
-                    "bf16-true": "bf16-mixed"}.get(str(mode))
-            raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}"
-                             + (f"; did you mean {hint!r}?" if hint else "; use 'auto' to let it decide"))
+        validate_mode(mode)
         validate_scaler_options(init_scale, growth_factor, backoff_factor, growth_interval, hysteresis,
                                 min_scale, max_scale)
         validate_probe_options(probe_warmup_steps, probe_steps, probe_rounds, probe_margin, probe_reject_factor)
@@ -169,6 +153,7 @@ class AutoPrecision(Precision):
         self._calibrate_pending = self.calibrate
         self._last_exit: float | None = None
         self._step_start: float | None = None
+        self._phase_done = False
         self._lag_snapshot: torch.Tensor | None = None
         self._seen_skips = 0
         self._forensics_cooldown = 0
@@ -255,6 +240,16 @@ class AutoPrecision(Precision):
     def _announce(self, trainer: Any) -> None:
         assert self.decision is not None
         _steps.publish(trainer, self.decision, verbose=self.verbose)
+
+    def convert_input(self, data: Any) -> Any:
+        """Decide before the first training batch's hooks run; end the probe's search phase."""
+        trainer = self._trainer()
+        if trainer is not None and getattr(trainer, "training", False):
+            if self._phase_done:
+                set_search_phase(trainer, None)
+                self._phase_done = False
+            self._maybe_start(trainer)
+        return data
 
     # ------------------------------------------------------------------ contexts
     def forward_context(self) -> contextlib.AbstractContextManager:
@@ -381,6 +376,9 @@ class AutoPrecision(Precision):
         trainer = self._trainer()
         if self._probe is not None and trainer is not None:
             _steps.finish_probe(self, trainer, collective=False)
+        if self._phase_done and trainer is not None:
+            set_search_phase(trainer, None)
+            self._phase_done = False
         if self._tracer is not None:
             self._tracer.disarm()
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None

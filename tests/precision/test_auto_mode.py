@@ -59,7 +59,10 @@ def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
     bf16 = torch.bfloat16
     # ABBA, fp32 first: fp32 (warm-up, timed), bf16 (warm-up, timed), bf16 (timed), fp32 (warm-up, timed)
     assert model.seen[:7] == [None, None, bf16, bf16, bf16, None, None]
-    assert rec.phases == ["precision_probe"] * 6 + [None] * 4
+    assert rec.phases == ["precision_probe"] * 7 + [None] * 3  # every probe step, hooks included
+    assert rec.start_phases == rec.phases  # marked before the first batch's hooks run
+    assert rec.start_precisions[:7] == ["32-true", "32-true", "bf16-mixed", "bf16-mixed", "bf16-mixed",
+                                        "32-true", "32-true"]
     decision = plugin.decision
     assert decision.source == "probe" and decision.candidates == ["bf16-mixed", "32-true"]
     assert {k: v["steps"] for k, v in decision.measurements.items()} == {"bf16-mixed": 2, "32-true": 2}
