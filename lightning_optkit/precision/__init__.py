@@ -8,9 +8,13 @@
 * :mod:`~lightning_optkit.precision.forensics`: which module overflowed.
 * :mod:`~lightning_optkit.precision.keep_fp32`: modules run outside autocast.
 * :mod:`~lightning_optkit.precision.plugin`: ``AutoPrecision``, the Lightning plugin (glue).
+
+``AutoPrecision`` is imported lazily, so the pure modules load without Lightning.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from lightning_optkit.precision.decision import (
     PRECISIONS,
@@ -32,7 +36,6 @@ from lightning_optkit.precision.forensics import (
 )
 from lightning_optkit.precision.hardware import HardwareFacts, probe_hardware
 from lightning_optkit.precision.ladder import FallbackPolicy
-from lightning_optkit.precision.plugin import AutoPrecision
 from lightning_optkit.precision.probe import ProbePlan, ProbeRecorder
 from lightning_optkit.precision.scaler import DynamicGradScaler
 
@@ -59,3 +62,15 @@ __all__ = [
     "probe_hardware",
     "rule_candidates",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_optkit.precision.plugin import AutoPrecision
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AutoPrecision":
+        from lightning_optkit.precision.plugin import AutoPrecision
+
+        globals()[name] = AutoPrecision
+        return AutoPrecision
+    raise AttributeError(f"module 'lightning_optkit.precision' has no attribute {name!r}")
