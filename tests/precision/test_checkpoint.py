@@ -130,3 +130,16 @@ def test_a_resumed_decision_the_hardware_cannot_run_fast_is_made_anew(tmp_path):
     assert second.decision.precision == "32-true" and not second.decision.resumed
     assert "not plausible on this hardware" in second.decision.reasons[-1]
     assert rec.precisions == ["32-true"] * 2
+
+
+def test_plugin_pickles_before_and_after_fit():
+    import copy
+    import pickle
+
+    plugin = AutoPrecision("16-mixed", init_scale=64.0, keep_fp32=["net.0"])
+    clone = pickle.loads(pickle.dumps(plugin))
+    assert clone.mode == "16-mixed" and clone.keep_fp32 == ["net.0"]
+    _fit(plugin, InfModel(bad_steps=[0]), steps=2)
+    after = pickle.loads(pickle.dumps(plugin))
+    assert after.skipped_steps == 1 and after.decision == plugin.decision
+    assert copy.deepcopy(plugin).scaler.get_scale() == plugin.scaler.get_scale()
