@@ -93,6 +93,7 @@ def scaled_step(plugin: AutoPrecision, optimizer: Any, model: Any, closure: Any,
     plugin._after_closure(model, optimizer)
     if skip:
         return result
+    plugin._fused_step = _optimizer_handles_unscaling(optimizer)
     output = scaler.step(optimizer, **kwargs)  # skipped (or skipped in the fused kernel) on inf/nan
     scaler.update()
     return output
@@ -144,9 +145,19 @@ def after_step(plugin: AutoPrecision, trainer: Any, loss: Any) -> None:
     """Probe bookkeeping, the fallback/forensics monitor and interval logging."""
     if plugin._probe is not None:
         _probe_record(plugin, trainer, loss)
-    if plugin.scaler is not None and (plugin.fallback or plugin.forensics):
+    if plugin.scaler is not None and (plugin.fallback or plugin.forensics) and _monitor_due(plugin, trainer):
         monitor(plugin, trainer)
     log_interval(plugin, trainer)
+
+
+def _monitor_due(plugin: AutoPrecision, trainer: Any) -> bool:
+    """Every step where reading costs nothing: on CPU, or when ``GradScaler.step`` already
+    synchronised (non-fused optimizers read ``found_inf`` on the host); with a fused optimizer on
+    an accelerator only every ``log_every_n_steps`` steps, so fp16 training keeps no per-step sync."""
+    if plugin.device_type == "cpu" or not plugin._fused_step:
+        return True
+    every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
+    return (int(trainer.global_step) + 1) % every == 0
 
 
 def probe_enter(plugin: AutoPrecision) -> None:

@@ -154,6 +154,7 @@ class AutoPrecision(Precision):
         self._last_exit: float | None = None
         self._step_start: float | None = None
         self._phase_done = False
+        self._fused_step = False
         self._lag_snapshot: torch.Tensor | None = None
         self._seen_skips = 0
         self._forensics_cooldown = 0

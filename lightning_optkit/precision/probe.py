@@ -4,7 +4,7 @@ The probe spends real training steps (they update the model like any other) in e
 precision. The schedule interleaves the candidates in rounds, in ``ABBA`` order with ``32-true``
 first (the reference), so slow drift of the machine (thermal, other processes) does not favour one
 of them. The first steps after each switch are warm-up and are not timed; skipped fp16 steps are
-not timed either (they do less work).
+timed apart and used only when a candidate has no clean timed step (they do less work).
 
 Early rejection keeps the probe cheap where half precision is hopeless (bf16 emulated on an AVX2
 CPU runs many times slower): once fp32 has a median, two consecutive steps of a candidate (not
@@ -92,6 +92,7 @@ class ProbeRecorder:
     times: dict[str, list[float]] = field(default_factory=dict)
     finite: dict[str, bool] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
+    skipped_times: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._schedule = self.plan.schedule()
@@ -120,8 +121,9 @@ class ProbeRecorder:
         if self.index and self._schedule[self.index - 1][0] != name:
             self._visit = self._slow = 0
         self.finite[name] = self.finite.get(name, True) and bool(finite)
-        if timed and seconds is not None and not skipped and math.isfinite(seconds):
-            self.times.setdefault(name, []).append(float(seconds))
+        if timed and seconds is not None and math.isfinite(seconds):
+            # a skipped fp16 step did no update: timed apart, used only if no clean step was timed
+            (self.skipped_times if skipped else self.times).setdefault(name, []).append(float(seconds))
         self._maybe_reject(name, seconds, skipped)
         self._visit += 1
         self.index += 1
@@ -145,7 +147,7 @@ class ProbeRecorder:
         for name in self.plan.candidates:
             if name not in self.finite:
                 continue
-            times = self.times.get(name, [])
+            times = self.times.get(name, []) or self.skipped_times.get(name, [])
             median = statistics.median(times) * 1000.0 if times else math.nan
             if name in self.rejected:  # too slow to be worth more steps: it cannot win
                 median = max(median, float(self.plan.reject_factor) * self._ref_ms()) if times else math.inf

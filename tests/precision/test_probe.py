@@ -48,7 +48,7 @@ def test_skipped_and_untimed_steps_are_not_measured():
     recorder.record(0.001, True, skipped=True)
     recorder.record(0.004, False)
     m = recorder.measurements()
-    assert m["32-true"].steps == 2 and m["16-mixed"].steps == 1
+    assert m["32-true"].steps == 2 and m["16-mixed"].steps == 1  # the skipped step is not used
     assert m["16-mixed"].finite is False and recorder.done
 
 
@@ -80,3 +80,12 @@ def test_one_stall_does_not_reject_a_fast_candidate():
         recorder.record(next(times), True)
     assert recorder.rejected == {}
     assert choose_measured(["bf16-mixed", "32-true"], recorder.measurements())[0] == "bf16-mixed"
+
+
+def test_a_candidate_with_only_skipped_timed_steps_is_still_measured():
+    recorder = ProbeRecorder(ProbePlan(("16-mixed", "32-true"), warmup_steps=1, steps=2, rounds=1))
+    for seconds, skipped in [(0.01, False), (0.01, False), (0.01, False), (0.004, True), (0.004, True),
+                             (0.005, True)]:
+        recorder.record(seconds, True, skipped=skipped)
+    m = recorder.measurements()
+    assert m["16-mixed"].steps == 2 and m["16-mixed"].median_ms == pytest.approx(4.5)
