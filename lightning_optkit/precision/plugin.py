@@ -224,8 +224,10 @@ class AutoPrecision(Precision):
         if self._started:
             return
         trainer = trainer if trainer is not None else self._trainer()
-        if trainer is None or self.facts is None:
+        if trainer is None:
             return
+        if self.facts is None:  # a strategy that never called convert_module
+            self.convert_module(trainer.lightning_module)
         self._started = True
         _begin.start(self, trainer, fitting=_is_fitting(trainer))
 
