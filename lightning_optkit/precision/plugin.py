@@ -24,14 +24,9 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
-from lightning_optkit._shared import set_search_phase
+from lightning_optkit._shared import current_search_phase, set_search_phase
 from lightning_optkit.precision import _begin, _steps
-from lightning_optkit.precision.decision import (
-    Decision,
-    check_fixed_mode,
-    uses_scaler,
-    validate_mode,
-)
+from lightning_optkit.precision.decision import Decision, check_fixed_mode, uses_scaler, validate_mode
 from lightning_optkit.precision.forensics import OverflowTracer
 from lightning_optkit.precision.hardware import HardwareFacts, probe_hardware
 from lightning_optkit.precision.keep_fp32 import (
@@ -41,10 +36,7 @@ from lightning_optkit.precision.keep_fp32 import (
     validate_keep_fp32,
 )
 from lightning_optkit.precision.ladder import FallbackPolicy, validate_fallback_options
-from lightning_optkit.precision.probe import (
-    ProbeRecorder,
-    validate_probe_options,
-)
+from lightning_optkit.precision.probe import ProbeRecorder, validate_probe_options
 from lightning_optkit.precision.scaler import DynamicGradScaler, validate_scaler_options
 
 __all__ = ["AutoPrecision"]
@@ -249,10 +241,14 @@ class AutoPrecision(Precision):
         trainer = self._trainer()
         if trainer is not None and getattr(trainer, "training", False):
             if self._phase_done:
-                set_search_phase(trainer, None)
-                self._phase_done = False
+                self._end_phase(trainer)
             self._maybe_start(trainer)
         return data
+
+    def _end_phase(self, trainer: Any) -> None:
+        self._phase_done = False
+        if current_search_phase(trainer) == "precision_probe":  # never end another component's search
+            set_search_phase(trainer, None)
 
     # ------------------------------------------------------------------ contexts
     def forward_context(self) -> contextlib.AbstractContextManager:
@@ -380,8 +376,7 @@ class AutoPrecision(Precision):
         if self._probe is not None and trainer is not None:
             _steps.finish_probe(self, trainer, collective=False)
         if self._phase_done and trainer is not None:
-            set_search_phase(trainer, None)
-            self._phase_done = False
+            self._end_phase(trainer)
         if self._tracer is not None:
             self._tracer.disarm()
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None
