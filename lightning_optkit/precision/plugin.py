@@ -26,7 +26,12 @@ from torch import nn
 
 from lightning_optkit._shared import current_search_phase, set_search_phase
 from lightning_optkit.precision import _begin, _steps
-from lightning_optkit.precision.decision import Decision, check_fixed_mode, uses_scaler, validate_mode
+from lightning_optkit.precision.decision import (
+    Decision,
+    check_fixed_mode,
+    uses_scaler,
+    validate_mode,
+)
 from lightning_optkit.precision.forensics import OverflowTracer
 from lightning_optkit.precision.hardware import HardwareFacts, probe_hardware
 from lightning_optkit.precision.keep_fp32 import (
