@@ -65,7 +65,7 @@ def publish(trainer: Any, decision: Decision, verbose: bool = True) -> None:
     """Print (rank zero), record on the Trainer and log the decision as hyperparameters."""
     if verbose:
         rank_zero_info(decision.summary())
-    record_decision(trainer, "precision", decision.to_dict())
+    record_decision(trainer, "precision", decision.record())
     for logger in getattr(trainer, "loggers", None) or []:
         logger.log_hyperparams(decision.hparams())
 
@@ -263,7 +263,7 @@ def fall_back(plugin: AutoPrecision, trainer: Any, reason: str) -> None:
     if plugin._tracer is not None:
         plugin._tracer.disarm()
     plugin._activate(target)
-    record_decision(trainer, "precision", plugin.decision.to_dict())
+    record_decision(trainer, "precision", plugin.decision.record())
     for logger in getattr(trainer, "loggers", None) or []:
         logger.log_hyperparams(plugin.decision.hparams())
 

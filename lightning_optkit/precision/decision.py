@@ -267,6 +267,22 @@ class Decision:
             raise KeyError(key)
         return getattr(self, key)
 
+    def headline(self) -> str:
+        """One line: the precision, how it was chosen and, if probed, the step times."""
+        text = f"{self.precision} ({self.source}{', resumed' if self.resumed else ''}"
+        timed = [f"{n} {m['median_ms']:.2f} ms" for n, m in self.measurements.items()
+                 if m.get("median_ms") is not None]
+        if timed:
+            text += "; per step: " + ", ".join(timed)
+        if self.fallbacks:
+            last = self.fallbacks[-1]
+            text += f"; fell back {last['from']} -> {last['to']} at step {last['step']}"
+        return text + ")"
+
+    def record(self) -> dict[str, Any]:
+        """:meth:`to_dict` plus a ``summary`` headline: what is recorded on the Trainer."""
+        return {**self.to_dict(), "summary": self.headline()}
+
     def summary(self) -> str:
         """A few lines for the start-of-fit printout."""
         lines = [f"AutoPrecision: {self.precision} (mode={self.mode}, {self.source}"

@@ -47,7 +47,8 @@ def test_avx2_cpu_chooses_fp32_without_probe_or_autocast():
     trainer, rec = _fit(plugin, model, 4, CPU_AVX2)
     assert plugin.decision.precision == "32-true" and plugin.decision.source == "rule"
     assert model.seen == [None] * 4 and rec.phases == [None] * 4
-    assert run_notes(trainer).decisions["precision"] == plugin.decision.to_dict()
+    recorded = run_notes(trainer).decisions["precision"]
+    assert recorded == {**plugin.decision.to_dict(), "summary": "32-true (rule)"}
     assert trainer.precision == "32-true"
 
 
@@ -72,7 +73,8 @@ def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
     assert model.seen[7:] == [expected] * 3
     assert all(model.cache)  # weight cache on: the optimizer steps outside the autocast region
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # probe steps trained
-    assert run_notes(trainer).decisions["precision"]["source"] == "probe"
+    recorded = run_notes(trainer).decisions["precision"]
+    assert recorded["source"] == "probe" and recorded["summary"].startswith(f"{decision.precision} (probe; per step: ")
 
 
 def test_probe_false_keeps_the_rule_choice():

@@ -207,6 +207,8 @@ def test_decision_round_trips_through_a_dict_and_json():
     assert Decision.from_dict({"precision": "32-true", "unknown": 1}).precision == "32-true"
     assert "bf16-mixed" in decision.summary() and "fell back 16-mixed -> 32-true" in decision.summary()
     assert decision.hparams()["auto_precision/precision"] == "bf16-mixed"
+    assert decision.headline() == "bf16-mixed (probe; per step: bf16-mixed 1.50 ms; fell back 16-mixed -> 32-true at step 3)"
+    assert Decision.from_dict(decision.record()) == decision
 
 
 def test_real_cpu_facts_are_consistent():
