@@ -148,6 +148,17 @@ class DynamicGradScaler(torch.amp.GradScaler):
         self._apply(torch.stack(found).sum() > 0)
         self._per_optimizer_states = defaultdict(_refresh_per_optimizer_state)
 
+    def record_step(self, found_inf: torch.Tensor | bool) -> None:
+        """Count one step and update the scale from an overflow flag computed elsewhere.
+
+        ``update()`` does this with the flags gathered by ``unscale_``/``step``; this entry point
+        serves optimizers or loops that detect overflows themselves.
+        """
+        self._ensure_state()
+        assert self._scale is not None
+        flag = torch.as_tensor(found_inf, device=self._scale.device)
+        self._apply(flag.reshape(()).to(torch.bool))
+
     def _apply(self, found: torch.Tensor) -> None:
         scale, tracker = self._check_scale_growth_tracker("update")
         stats = self._stats

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from lightning_optkit.precision.scaler import DynamicGradScaler
@@ -180,3 +182,46 @@ def test_unused_scaler_allocates_nothing():
     scaler.set_scale(8.0)
     assert scaler.state_dict()["scale"] == 8.0
     assert scaler._scale is None
+
+
+def _reference(flags, init, hysteresis, interval, factor, backoff, lo, hi, consecutive):
+    """The documented rule in plain Python."""
+    scale, left, tracker, out = min(max(init, lo), hi), hysteresis, 0, []
+    for found in flags:
+        if found:
+            tracker, left = 0, left - 1
+            if left <= 0:
+                scale, left = max(scale * backoff, lo), 0
+        else:
+            tracker += 1
+            if tracker >= interval:
+                scale, tracker, left = min(scale * factor, hi), 0, hysteresis
+            elif consecutive:
+                left = hysteresis
+        out.append(scale)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    flags=st.lists(st.booleans(), max_size=40),
+    hysteresis=st.integers(1, 4),
+    interval=st.integers(1, 5),
+    exponent=st.integers(0, 12),
+    floor=st.integers(0, 4),
+    consecutive=st.booleans(),
+)
+def test_update_rule_matches_the_documented_reference(flags, hysteresis, interval, exponent, floor,
+                                                      consecutive):
+    kwargs = dict(init_scale=2.0**exponent, hysteresis=hysteresis, growth_interval=interval,
+                  growth_factor=2.0, backoff_factor=0.5, min_scale=2.0**floor, max_scale=2.0**10,
+                  consecutive_hysteresis=consecutive)
+    scaler = DynamicGradScaler("cpu", **kwargs)
+    scales = []
+    for found in flags:
+        scaler.record_step(found)
+        scales.append(scaler.get_scale())
+    assert scales == _reference(flags, 2.0**exponent, hysteresis, interval, 2.0, 0.5, 2.0**floor, 2.0**10,
+                                consecutive)
+    stats = scaler.stats()
+    assert stats["skipped_steps"] == sum(flags) and stats["steps"] == len(flags)
