@@ -213,10 +213,9 @@ def _reference(flags, init, hysteresis, interval, factor, backoff, lo, hi, conse
 )
 def test_update_rule_matches_the_documented_reference(flags, hysteresis, interval, exponent, floor,
                                                       consecutive):
-    kwargs = dict(init_scale=2.0**exponent, hysteresis=hysteresis, growth_interval=interval,
-                  growth_factor=2.0, backoff_factor=0.5, min_scale=2.0**floor, max_scale=2.0**10,
-                  consecutive_hysteresis=consecutive)
-    scaler = DynamicGradScaler("cpu", **kwargs)
+    scaler = DynamicGradScaler("cpu", init_scale=2.0**exponent, hysteresis=hysteresis, growth_interval=interval,
+                               growth_factor=2.0, backoff_factor=0.5, min_scale=2.0**floor, max_scale=2.0**10,
+                               consecutive_hysteresis=consecutive)
     scales = []
     for found in flags:
         scaler.record_step(found)
