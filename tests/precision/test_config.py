@@ -12,6 +12,7 @@ from tests.helpers.precision_models import CPU_AVX2
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "examples", "configs", "precision_auto.yaml")
+FP16_CONFIG = os.path.join(REPO, "examples", "configs", "precision_fp16.yaml")
 
 
 def _cli(args):
@@ -60,3 +61,16 @@ def test_cli_overrides_and_bad_values(tmp_path, monkeypatch):
     assert plugin.keep_fp32 == ["net.1", "LayerNorm"]
     with pytest.raises(SystemExit):
         _cli([*base, "--trainer.plugins.mode=fp8"])
+
+
+def test_fp16_yaml_config_trains_with_the_scaler(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)
+    cli = _cli(["--config", FP16_CONFIG, "--trainer.max_steps=3", "--trainer.logger=false",
+                "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0",
+                "--trainer.accelerator=cpu"])
+    plugin = cli.trainer.precision_plugin
+    assert plugin.mode == "16-mixed" and plugin.scaler_options["growth_interval"] == 1000
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert plugin.decision.precision == "16-mixed" and plugin.calibration is not None
+    assert plugin.scaler.stats()["steps"] == 3
