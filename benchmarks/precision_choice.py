@@ -1,6 +1,6 @@
 """Throughput of AutoPrecision against every fixed precision, on this machine.
 
-One MLP is trained for the same number of steps in each configuration: Lightning's ``32-true`` and
+An MLP is trained for the same number of steps in each configuration: Lightning's ``32-true`` and
 ``bf16-mixed`` (``Trainer(precision=...)``), fp16 with loss scaling (``AutoPrecision("16-mixed")``;
 Lightning maps ``16-mixed`` to bf16 on CPU) and ``AutoPrecision()`` (auto mode, probe included).
 The configurations run interleaved (shuffled within each round) in one process. Throughput is
@@ -9,7 +9,10 @@ training thread, no I/O: the cost of the steps, and not inflated when other proc
 cores), so AutoPrecision pays for its probe steps; medians over rounds are compared. Wall-time
 ratios are printed for reference.
 
-Claims:
+Two workloads: a wide MLP (large matmuls: native bf16, where the CPU has it, pays off) and a narrow
+one (per-op overhead dominates: autocast only adds casts, fp32 wins).
+
+Claims (per workload):
 * AutoPrecision's throughput over the best fixed precision's: target >= 0.95.
 * Lightning's ``bf16-mixed`` over ``32-true``, for comparison (far below 1 on CPUs without native
   bf16).
@@ -87,17 +90,17 @@ def run(config: str, steps: int, features: int, hidden: int, batch: int) -> tupl
     return steps / model.seconds, steps / model.cpu_seconds, chosen
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (about a minute)")
-    parser.add_argument("--hidden", type=int, default=512, help="width of the MLP")
-    args = parser.parse_args()
-    steps, rounds = (150, 4) if args.quick else (300, 10)
-    torch.set_num_threads(1)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    rng = random.Random(0)
+WORKLOADS = {
+    # name: (features, hidden, batch); "wide" has matmuls large enough for native bf16 to pay off,
+    # "narrow" is dominated by per-op overhead, where autocast only adds casts
+    "wide": (256, 512, 128),
+    "narrow": (64, 64, 32),
+}
+
+
+def measure(name: str, steps: int, rounds: int, rng: random.Random) -> None:
+    """Interleave every configuration on one workload and print its table and ratios."""
+    features, hidden, batch = WORKLOADS[name]
     wall: dict[str, list[float]] = {c: [] for c in CONFIGS}
     cpu: dict[str, list[float]] = {c: [] for c in CONFIGS}
     chosen: list[str] = []
@@ -105,15 +108,14 @@ def main() -> None:
         order = list(CONFIGS)
         rng.shuffle(order)
         for config in order:
-            rate, cpu_rate, precision = run(config, steps, features=256, hidden=args.hidden, batch=128)
+            rate, cpu_rate, precision = run(config, steps, features=features, hidden=hidden, batch=batch)
             wall[config].append(rate)
             cpu[config].append(cpu_rate)
             if config == "AutoPrecision":
                 chosen.append(precision)
-    print(f"precision_choice: {steps} steps x {rounds} rounds, MLP 256-{args.hidden}-{args.hidden}-10, "
-          f"batch 128, 1 thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"{name}: MLP {features}-{hidden}-{hidden}-10, batch {batch}, {steps} steps x {rounds} rounds")
     for config in CONFIGS:
-        runs = ", ".join(f"{r:.1f}" for r in cpu[config])
+        runs = ", ".join(f"{r:.0f}" for r in cpu[config])
         print(f"  {config:>14}: {statistics.median(cpu[config]):7.1f} steps per CPU-second (runs: {runs}); "
               f"wall {statistics.median(wall[config]):7.1f} steps/s")
     print(f"  AutoPrecision chose: {', '.join(chosen)}")
@@ -125,10 +127,25 @@ def main() -> None:
     wall_med = {c: statistics.median(v) for c, v in wall.items()}
     print(f"  wall-time ratios: auto/{best} {wall_med['AutoPrecision'] / wall_med[best]:.3f}, "
           f"bf16-mixed/32-true {wall_med['bf16-mixed'] / wall_med['32-true']:.3f}")
-    print(f"RATIO precision_auto_vs_best AutoPrecision throughput / best fixed precision ({best}) = "
+    print(f"RATIO precision_auto_vs_best_{name} AutoPrecision throughput / best fixed precision ({best}) = "
           f"{med['AutoPrecision'] / fixed[best]:.3f} (target >= 0.95; CPU-time medians)")
-    print(f"RATIO precision_bf16_vs_fp32 Lightning bf16-mixed / 32-true throughput = "
+    print(f"RATIO precision_bf16_vs_fp32_{name} Lightning bf16-mixed / 32-true throughput = "
           f"{med['bf16-mixed'] / med['32-true']:.3f} (for comparison)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (under a minute)")
+    args = parser.parse_args()
+    steps, rounds = (150, 4) if args.quick else (300, 10)
+    torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    print(f"precision_choice: 1 thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    rng = random.Random(0)
+    for name in WORKLOADS:
+        measure(name, steps, rounds, rng)
 
 
 if __name__ == "__main__":
