@@ -18,6 +18,7 @@ the device and is updated with tensor ops, so counting adds no host synchronisat
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from typing import Any
 
@@ -61,6 +62,10 @@ def validate_scaler_options(
     if not (isinstance(hysteresis, int) and hysteresis >= 1):
         raise ValueError(f"hysteresis={hysteresis!r} must be an integer >= 1 (1 backs off on every "
                          "overflow, as GradScaler does; DeepSpeed and Megatron use 2)")
+    if not min_scale <= init_scale <= max_scale:
+        warnings.warn(f"init_scale={init_scale!r} lies outside [min_scale={min_scale!r}, max_scale="
+                      f"{max_scale!r}]; starting from {min(max(init_scale, min_scale), max_scale)!r}",
+                      UserWarning, stacklevel=3)
 
 
 class ScalerStats(dict):

@@ -101,3 +101,9 @@ def test_fixed_mode_is_visible_before_setup():
     assert isinstance(plugin.scaler, torch.amp.GradScaler) and plugin.scaler.get_scale() == 128.0
     assert make_trainer(plugins=[AutoPrecision("bf16-mixed")]).precision == "bf16-mixed"
     assert AutoPrecision().precision == "32-true" and AutoPrecision().scaler is None
+
+
+def test_initial_scale_outside_the_bounds_warns_and_is_clamped():
+    with pytest.warns(UserWarning, match=r"init_scale=65536.0 lies outside \[min_scale=1.0, max_scale=1024.0\]"):
+        plugin = AutoPrecision("16-mixed", max_scale=1024.0)
+    assert plugin.scaler.get_scale() == 1024.0
