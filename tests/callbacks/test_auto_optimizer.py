@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 
@@ -358,3 +359,16 @@ def test_race_accepts_a_dict_returning_training_step() -> None:
     race = cb.choice.race
     assert race["winner"] is not None
     assert all(len(c) in (8, 16) and all(v > 0 for v in c) for c in race["curves"].values())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("prodigyopt") is None, reason="prodigyopt missing")
+def test_race_replaces_a_clearly_worse_first_choice() -> None:
+    # sgd at lr 1e-6 cannot move; the learning-rate free Prodigy ignores `lr` and learns
+    cb = AutoOptimizer(mode="race", candidates=["sgd", "prodigy"], lr=1e-6, budget=32,
+                       kernel="for-loop", save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=8, callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    assert cb.choice.race["winner"] == "prodigy@1e+00" and cb.choice.optimizer == "prodigy"
+    assert "clearly ahead of the prior's first choice" in " ".join(cb.choice.reasons)
+    assert type(trainer.optimizers[0]).__name__ == "Prodigy"
+    assert cb.choice.race["loser_steps"] <= 32
