@@ -143,3 +143,14 @@ def test_plugin_pickles_before_and_after_fit():
     after = pickle.loads(pickle.dumps(plugin))
     assert after.skipped_steps == 1 and after.decision == plugin.decision
     assert copy.deepcopy(plugin).scaler.get_scale() == plugin.scaler.get_scale()
+
+
+def test_saved_state_loads_with_weights_only(tmp_path):
+    plugin = AutoPrecision("16-mixed", init_scale=64.0, forensics=True, fallback=False)
+    from tests.helpers.precision_models import PlantedModel
+
+    _fit(plugin, PlantedModel(), steps=3)
+    state = plugin.state_dict()
+    assert state["overflow_reports"] and state["decision"] and state["scaler"]
+    torch.save(state, tmp_path / "state.pt")
+    assert torch.load(tmp_path / "state.pt", weights_only=True) == state
