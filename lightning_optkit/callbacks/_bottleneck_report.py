@@ -14,7 +14,7 @@ from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.html import to_html
 from lightning_optkit.profiling.measurements import Measurements
 
-__all__ = ["quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
+__all__ = ["batch_size_of", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
 
 
 def _source(fn: Any) -> str:
@@ -30,25 +30,58 @@ _MODULE_NO_OPS = (
     "on_after_backward", "on_before_optimizer_step", "on_train_epoch_start", "on_train_epoch_end",
     "on_validation_batch_start", "on_validation_batch_end", "on_validation_epoch_start",
     "on_validation_epoch_end", "on_validation_start", "on_validation_end", "on_train_start", "on_train_end",
-    "on_fit_start", "on_fit_end",
+    "on_fit_start", "on_fit_end", "on_before_batch_transfer", "on_after_batch_transfer",
+    "transfer_batch_to_device",
 )
 
 
 def quiet_actions(trainer: pl.Trainer, module: pl.LightningModule, exclude: Any = None) -> frozenset[str]:
     """Action names of hooks that nobody overrode (Lightning still calls and names them every step)."""
+    from lightning.pytorch.strategies import Strategy
+
     names = set()
     base = pl.Callback
     hooks = [h for h in dir(base) if h.startswith("on_") and callable(getattr(base, h))]
     for callback in trainer.callbacks:
-        if callback is exclude:
-            continue
         for hook in hooks:
-            if getattr(type(callback), hook, None) is getattr(base, hook):
+            # the profiler's own hooks cost a few hundred nanoseconds: not worth timing either
+            if callback is exclude or getattr(type(callback), hook, None) is getattr(base, hook):
                 names.add(f"[Callback]{callback.state_key}.{hook}")
+    owner = type(module).__name__
     for hook in _MODULE_NO_OPS:
         if getattr(type(module), hook, None) is getattr(pl.LightningModule, hook, None):
-            names.add(f"[LightningModule]{type(module).__name__}.{hook}")
+            names.add(f"[LightningModule]{owner}.{hook}")
+    if type(module).optimizer_step is pl.LightningModule.optimizer_step:
+        names.add(f"[LightningModule]{owner}.optimizer_step")  # plumbing around the timed optimizer.step
+    clip = type(module).configure_gradient_clipping is pl.LightningModule.configure_gradient_clipping
+    if clip and not trainer.gradient_clip_val:
+        names.add(f"[LightningModule]{owner}.configure_gradient_clipping")
+    strategy = type(trainer.strategy)
+    for hook in [h for h in dir(Strategy) if h.startswith("on_") and callable(getattr(Strategy, h))]:
+        if getattr(strategy, hook, None) is getattr(Strategy, hook):
+            names.add(f"[Strategy]{strategy.__name__}.{hook}")
     return frozenset(names)
+
+
+def batch_size_of(batch: Any) -> int | None:
+    """Samples in ``batch``: the first dimension of its first tensor (Lightning's extractor as fallback)."""
+    first = batch
+    while isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    if isinstance(first, torch.Tensor) and first.ndim > 0:
+        return int(first.shape[0])
+    try:
+        import warnings
+
+        from lightning.pytorch.utilities.data import extract_batch_size
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(extract_batch_size(batch))
+    except Exception:
+        return None
 
 
 def phase_locations(trainer: pl.Trainer, phases: Sequence[str]) -> dict[str, str]:

@@ -29,6 +29,38 @@ class _Action:
         self._stop(self._name)
 
 
+class _Quiet:
+    """The context of an action that is not timed on its own (two empty calls, nothing else)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_QUIET = _Quiet()
+
+
+class _Contexts(dict):
+    """Action name -> its reusable context; looked up in C, built in Python only on first use."""
+
+    def __init__(self, profiler: PhaseProfiler) -> None:
+        super().__init__()
+        self._profiler = profiler
+
+    def __missing__(self, name: str) -> _Action | _Quiet:
+        profiler = self._profiler
+        if not profiler.forwards and profiler.accountant.is_transparent(name):
+            context: _Action | _Quiet = _QUIET
+        else:
+            context = _Action(profiler, name)
+        self[name] = context
+        return context
+
+
 class PhaseProfiler(Profiler):
     """Times every action Lightning names, then hands the call on to ``inner``.
 
@@ -41,14 +73,17 @@ class PhaseProfiler(Profiler):
         super().__init__(dirpath=getattr(inner, "dirpath", None), filename=getattr(inner, "filename", None))
         self.accountant = accountant
         self.inner = inner
-        self._contexts: dict[str, _Action] = {}
+        self._contexts = _Contexts(self)
         forward = inner is not None and not isinstance(inner, PassThroughProfiler)
+        self.forwards = forward
         self._inner_uses_context = forward and type(inner).profile is not Profiler.profile
         if not forward:
             # no one to forward to: bind the accountant directly (one call per event)
             self.start = accountant.start  # type: ignore[method-assign]
             self.stop = accountant.stop  # type: ignore[method-assign]
         self._open: dict[str, list[Any]] = {}
+        # ``trainer.profiler.profile(name)`` runs for every hook of every step: a dict lookup in C
+        self.profile = self._contexts.__getitem__  # type: ignore[method-assign]
 
     def start(self, action_name: str) -> None:
         self.accountant.start(action_name)
@@ -69,10 +104,7 @@ class PhaseProfiler(Profiler):
         self.accountant.stop(action_name)
 
     def profile(self, action_name: str) -> _Action:  # type: ignore[override]
-        context = self._contexts.get(action_name)
-        if context is None:
-            context = self._contexts[action_name] = _Action(self, action_name)
-        return context
+        return self._contexts[action_name]
 
     def summary(self) -> str:
         return self.inner.summary() if self.inner is not None else ""

@@ -9,9 +9,9 @@ with the pure rules of :mod:`lightning_optkit.profiling` and writes a small repo
 from __future__ import annotations
 
 import gc
+import math
 import os
 import types
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_optkit import _shared
 from lightning_optkit.callbacks._bottleneck_report import (
+    batch_size_of,
     memory_summary,
     phase_locations,
     quiet_actions,
@@ -163,6 +164,10 @@ class BottleneckProfiler(Callback):
         self._recompiles = 0
         self._dynamo: Any = None
         self._world = 1
+        # steps before which on_train_batch_end has nothing to do (samples, gathers, probes)
+        self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
+        self._busy_until = max(self._flop_step() + 1, self.deep_window_start + self.deep_window_steps, 1)
+        self._next_check = 1
         self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
         self._timer: Any = HostTimer()
@@ -175,7 +180,15 @@ class BottleneckProfiler(Callback):
             self._inner = self._inner.inner
         trainer.profiler = PhaseProfiler(self.accountant, self._inner)
         self._module = pl_module
-        original_log = pl_module.log
+        self._install_log(pl_module)
+        gc.callbacks.append(self.accountant.gc_event)
+        self._active = True
+
+    def _install_log(self, module: pl.LightningModule) -> None:
+        """Time ``module.log`` (its cost hides inside ``training_step`` otherwise)."""
+        if module.__dict__.get("log") is getattr(self, "_timed_log", None) is not None:
+            return
+        original_log = module.log
         start, stop = self.accountant.start_logging, self.accountant.stop_logging
 
         def timed_log(*args: Any, **kwargs: Any) -> None:
@@ -185,9 +198,8 @@ class BottleneckProfiler(Callback):
             finally:
                 stop()
 
-        pl_module.log = timed_log  # type: ignore[method-assign]
-        gc.callbacks.append(self.accountant.gc_event)
-        self._active = True
+        self._timed_log = timed_log
+        module.log = timed_log  # type: ignore[method-assign]
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore(trainer)
@@ -198,7 +210,8 @@ class BottleneckProfiler(Callback):
         self._active = False
         if isinstance(trainer.profiler, PhaseProfiler):
             trainer.profiler = self._inner
-        self._module.__dict__.pop("log", None)
+        if self._module.__dict__.get("log") is self._timed_log:
+            self._module.__dict__.pop("log", None)
         if self.accountant.gc_event in gc.callbacks:
             gc.callbacks.remove(self.accountant.gc_event)
         self._window.close(None)
@@ -283,11 +296,13 @@ class BottleneckProfiler(Callback):
         if not self._active:
             return
         index = self._batches
+        if index == 0:
+            self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
             self._flops.open(pl_module)
-        self._timing = self.accountant.current_kind is None
+        self._timing = self.accountant._step_kind is None
         if self._timing:
             self._timer.mark(0)
 
@@ -312,6 +327,9 @@ class BottleneckProfiler(Callback):
         if self._timing:
             self._timer.mark(-1)
             self._timing = False
+        if index < self._next_check:
+            return
+        self._next_check = index + 1 if index <= self._busy_until else index - index % self._every + self._every
         if self._flops is not None and index == self._flops.step + 1:
             self._flops.close()
         if self._window.active and index >= self._window.start + self._window.steps:
@@ -335,15 +353,10 @@ class BottleneckProfiler(Callback):
             self._memory.add(float(self._batches), float(value))
             self._rss_peak = max(self._rss_peak, float(alloc["allocated_peak"] if alloc else value))
         if batch is not None:
-            try:
-                from lightning.pytorch.utilities.data import extract_batch_size
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self._bs_sum += extract_batch_size(batch)
-                    self._bs_n += 1
-            except Exception:
-                pass
+            size = batch_size_of(batch)
+            if size is not None:
+                self._bs_sum += size
+                self._bs_n += 1
         if self.log_shares and trainer.loggers and self.accountant.steps:
             self._log_shares(trainer)
 

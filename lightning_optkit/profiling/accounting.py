@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from lightning_optkit.profiling.phases import (
     BATCH_MARK,
+    TRANSPARENT,
     CATEGORIES,
     CORE_PHASES,
     EXCLUDED_CATEGORY,
@@ -160,6 +161,13 @@ class PhaseAccountant:
         self._acc[self._cur] += now - self._last
         self._last = now
         self._cur = self._stack.pop()
+
+    def is_transparent(self, name: str) -> bool:
+        """Whether ``name``'s events change nothing (its time stays with the enclosing phase)."""
+        entry = self._cache.get(name)
+        if entry is None:
+            entry = self._learn(name)
+        return entry[0] == TRANSPARENT
 
     # ----------------------------------------------------------------- step bookkeeping
     def _learn(self, name: str) -> tuple[int, bool]:

@@ -54,12 +54,18 @@ class DeviceInfo:
         return data
 
 
+_PROCESS: Any = None
+
+
 def process_rss_bytes() -> int | None:
     """Resident set size of this process in bytes (``None`` if it cannot be read)."""
+    global _PROCESS
     try:
         import psutil
 
-        return int(psutil.Process().memory_info().rss)
+        if _PROCESS is None or _PROCESS.pid != os.getpid():
+            _PROCESS = psutil.Process()
+        return int(_PROCESS.memory_info().rss)
     except Exception:  # psutil missing or restricted
         pass
     try:

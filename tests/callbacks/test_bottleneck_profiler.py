@@ -234,3 +234,14 @@ def test_cuda_path_with_mocked_device(tmp_path, monkeypatch: pytest.MonkeyPatch)
     info = sampling.device_info(torch.device("cuda", 0), "32-true", None)
     assert info.type == "cuda" and info.capability == (8, 0) and info.total_memory == 40 * 2**30
     assert sampling.peak_flops(torch.device("cpu"), "32-true") is None
+
+
+def test_logging_stays_timed_when_another_callback_swaps_log(tmp_path) -> None:
+    class Silencer(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            pl_module.__dict__["log"] = lambda *a, **k: None
+            pl_module.__dict__.pop("log")
+
+    profiler, _ = _fit(tmp_path, trainer={"callbacks": [Silencer()]})
+    assert profiler.report["phases"]["logging"]["seconds"] > 0
+    assert profiler.accountant.log_calls == profiler.report["steps_measured"] == 8
