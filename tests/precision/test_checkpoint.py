@@ -154,3 +154,18 @@ def test_saved_state_loads_with_weights_only(tmp_path):
     assert state["overflow_reports"] and state["decision"] and state["scaler"]
     torch.save(state, tmp_path / "state.pt")
     assert torch.load(tmp_path / "state.pt", weights_only=True) == state
+
+
+def test_mixed_precision_scale_carries_into_an_auto_decision(tmp_path):
+    from tests.helpers.precision_models import cuda_facts
+
+    lightning_plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**8))
+    trainer = make_trainer(plugins=[lightning_plugin], max_steps=3, max_epochs=None)
+    trainer.fit(InfModel(bad_steps=[0, 1]))
+    path = tmp_path / "mixed.ckpt"
+    trainer.save_checkpoint(path)
+
+    ours = AutoPrecision(probe=False)  # a T4-class device: the rule picks 16-mixed
+    _, rec = _fit(ours, InfModel(), steps=5, facts=cuda_facts(7, 5), ckpt_path=path)
+    assert ours.decision.precision == "16-mixed" and not ours.decision.resumed
+    assert rec.scales == [64.0, 64.0]
