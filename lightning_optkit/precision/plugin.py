@@ -230,6 +230,8 @@ class AutoPrecision(Precision):
 
     def _activate(self, precision: str) -> None:
         self.precision = precision
+        if self._tracer is not None and not uses_scaler(precision):
+            self._tracer.disarm()  # forensics trace fp16 steps only
         if uses_scaler(precision) and self._scaler is None:
             self._scaler = DynamicGradScaler(self.device_type, **self.scaler_options)  # type: ignore[arg-type]
             if self._pending_scaler_state:
@@ -362,12 +364,9 @@ class AutoPrecision(Precision):
             self._scaler.load_state_dict(state)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Find this plugin's state under another stable key when the class name differs.
-
-        Lightning restores ``checkpoint[type(self).__qualname__]``. A subclass also finds the state
-        saved by ``AutoPrecision``, and a checkpoint written by Lightning's ``MixedPrecision`` (key
-        ``"MixedPrecision"``, or the older ``"native_amp_scaling_state"``) gives its loss scale.
-        """
+        """Lightning restores ``checkpoint[type(self).__qualname__]``; else a subclass finds the
+        ``"AutoPrecision"`` state, and Lightning's ``MixedPrecision`` checkpoints (``"MixedPrecision"``
+        or the older ``"native_amp_scaling_state"``) give their loss scale."""
         if type(self).__qualname__ in checkpoint:
             return
         for key in ("AutoPrecision", "MixedPrecision", "native_amp_scaling_state"):
