@@ -190,3 +190,23 @@ def test_weight_cache_keeps_gradients_after_a_no_grad_forward():
     before = [p.detach().clone() for p in model.parameters()]
     _fit(AutoPrecision("16-mixed", init_scale=256.0), model, steps=2)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_forensics_hooks_leave_with_fp16():
+    from tests.helpers.precision_models import cuda_facts
+
+    class HookCounter(Callback):
+        def __init__(self) -> None:
+            self.hooks: list[int] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.hooks.append(sum(len(m._forward_hooks) for m in pl_module.modules()))
+
+    counter = HookCounter()
+    plugin = AutoPrecision(init_scale=256.0, forensics=True, probe_warmup_steps=1, probe_steps=2,
+                           probe_reject_factor=1e9)
+    # T4-class facts: the probe runs fp32 (steps 0-1), fp16 (2-4), fp32 (5-6); step 2 overflows
+    _, rec = _fit(plugin, InfModel(bad_steps=[2]), steps=8, facts=cuda_facts(7, 5), callbacks=[counter])
+    assert rec.start_precisions[:7] == ["32-true"] * 2 + ["16-mixed"] * 3 + ["32-true"] * 2
+    assert counter.hooks[3] > 0 and counter.hooks[4] > 0  # armed after the skip at step 2
+    assert counter.hooks[5:7] == [0, 0]  # disarmed when the probe left fp16
