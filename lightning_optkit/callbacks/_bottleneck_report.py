@@ -14,7 +14,7 @@ from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.html import to_html
 from lightning_optkit.profiling.measurements import Measurements
 
-__all__ = ["batch_size_of", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
+__all__ = ["share_metrics", "batch_size_of", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
 
 
 def _source(fn: Any) -> str:
@@ -61,6 +61,15 @@ def quiet_actions(trainer: pl.Trainer, module: pl.LightningModule, exclude: Any 
         if getattr(strategy, hook, None) is getattr(Strategy, hook):
             names.add(f"[Strategy]{strategy.__name__}.{hook}")
     return frozenset(names)
+
+
+def share_metrics(category_seconds: Sequence[float]) -> dict[str, float]:
+    """``bottleneck/<category>`` -> share of the measured time (the excluded category left out)."""
+    from lightning_optkit.profiling.phases import CATEGORIES, EXCLUDED_CATEGORY
+
+    pairs = [(c, s) for i, (c, s) in enumerate(zip(CATEGORIES, category_seconds)) if i != EXCLUDED_CATEGORY]
+    wall = sum(s for _, s in pairs) or 1.0
+    return {f"bottleneck/{c}": s / wall for c, s in pairs}
 
 
 def batch_size_of(batch: Any) -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import types
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -28,11 +27,13 @@ from lightning_optkit.callbacks._bottleneck_report import (
     memory_summary,
     phase_locations,
     quiet_actions,
+    share_metrics,
     throughput_summary,
     train_loader,
     write_files,
 )
 from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
+from lightning_optkit.callbacks._timed_calls import install_timed_log, restore_optimizers, wrap_optimizers
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
 from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.timers import HostTimer
@@ -180,26 +181,15 @@ class BottleneckProfiler(Callback):
             self._inner = self._inner.inner
         trainer.profiler = PhaseProfiler(self.accountant, self._inner)
         self._module = pl_module
+        self._timed_log: Any = None
         self._install_log(pl_module)
         gc.callbacks.append(self.accountant.gc_event)
         self._active = True
 
     def _install_log(self, module: pl.LightningModule) -> None:
         """Time ``module.log`` (its cost hides inside ``training_step`` otherwise)."""
-        if module.__dict__.get("log") is getattr(self, "_timed_log", None) is not None:
-            return
-        original_log = module.log
-        start, stop = self.accountant.start_logging, self.accountant.stop_logging
-
-        def timed_log(*args: Any, **kwargs: Any) -> None:
-            start()
-            try:
-                original_log(*args, **kwargs)
-            finally:
-                stop()
-
-        self._timed_log = timed_log
-        module.log = timed_log  # type: ignore[method-assign]
+        if module.__dict__.get("log") is not self._timed_log or self._timed_log is None:
+            self._timed_log = install_timed_log(module, self.accountant)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore(trainer)
@@ -217,33 +207,11 @@ class BottleneckProfiler(Callback):
         self._window.close(None)
         if self._flops is not None:
             self._flops.close()
-        for optimizer, previous in self._optimizers:
-            if previous is None:
-                optimizer.__dict__.pop("step", None)
-            else:
-                optimizer.step = previous
+        restore_optimizers(self._optimizers)
         self._optimizers = []
 
     def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
-        """Time each optimizer's own ``step`` (Lightning's hook around it is only plumbing)."""
-        known = {id(o) for o, _ in self._optimizers}
-        enter, leave = self.accountant.enter, self.accountant.leave
-        phase = self.accountant.phase_index("optimizer_step")
-        for optimizer in trainer.optimizers:
-            if id(optimizer) in known:
-                continue
-            original = optimizer.step
-
-            def timed_step(opt: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-                enter(phase)
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    leave()
-
-            self._optimizers.append((optimizer, optimizer.__dict__.get("step")))
-            # a bound method, so that LR schedulers created later can wrap it again
-            optimizer.step = types.MethodType(timed_step, optimizer)
+        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers)
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -358,16 +326,9 @@ class BottleneckProfiler(Callback):
                 self._bs_sum += size
                 self._bs_n += 1
         if self.log_shares and trainer.loggers and self.accountant.steps:
-            self._log_shares(trainer)
-
-    def _log_shares(self, trainer: pl.Trainer) -> None:
-        from lightning_optkit.profiling.phases import CATEGORIES
-
-        seconds = self.accountant.category_seconds()
-        wall = sum(seconds[:-1]) or 1.0
-        metrics = {f"bottleneck/{c}": s / wall for c, s in zip(CATEGORIES[:-1], seconds[:-1])}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+            metrics = share_metrics(self.accountant.category_seconds())
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
 
     def _gather(self, trainer: pl.Trainer) -> None:
         own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
