@@ -73,6 +73,7 @@ def _param_groups_of(model: Any) -> list[dict[str, Any]]:
 
 @_command("schedule", _schedule_args)
 def _schedule(args: argparse.Namespace) -> int:
+    """Preview the LR schedule of a LightningCLI config (table and PNG) without training."""
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
@@ -110,6 +111,67 @@ def _schedule(args: argparse.Namespace) -> int:
     print(format_rows(rows))
     if args.png:
         print(f"Wrote {args.png}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- precision
+def _precision_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+    parser.add_argument("--no-measure", action="store_true", help="rules only, no timed steps")
+    parser.add_argument("--width", type=int, default=512, help="width of the reference MLP")
+    parser.add_argument("--batch", type=int, default=64, help="batch size of the timed steps")
+
+
+@_command("precision", _precision_args)
+def _precision(args: argparse.Namespace) -> int:
+    """Show what AutoPrecision and the optimizer kernel choice would be on this machine."""
+    import torch
+
+    from lightning_optkit.cli_machine import kernel_report, precision_report
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    decision = precision_report(device=device, measure=not args.no_measure, width=args.width,
+                                batch=args.batch)
+    print(decision.summary())
+    print(f"Optimizer kernels (seconds per step on a {args.width}-wide MLP):")
+    for name, row in kernel_report(width=args.width, device=device).items():
+        cells = ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row["seconds"].items())
+        print(f"  {name}: {cells} -> {row['fastest']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ report
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("json", help="a bottlenecks.json written by BottleneckProfiler")
+    parser.add_argument("--html", default=None, help="write the HTML report here")
+    parser.add_argument("--md", default=None, help="write the Markdown report here")
+    parser.add_argument("--plain", action="store_true", help="plain text even where rich is installed")
+
+
+@_command("report", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    """Render a saved bottleneck JSON to the console, Markdown or HTML."""
+    import json
+
+    from lightning_optkit.profiling import html, render
+    from lightning_optkit.profiling.files import write_atomic
+
+    try:
+        with open(args.json, encoding="utf-8") as handle:
+            report = json.load(handle)
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"Cannot read {args.json}: {err}", file=sys.stderr)
+        return 2
+    if not isinstance(report, dict) or "findings" not in report or "step_time" not in report:
+        print(f"{args.json} is not a BottleneckProfiler report (no findings/step_time)", file=sys.stderr)
+        return 2
+    render.print_console(report, use_rich=not args.plain)
+    if args.html:
+        write_atomic(args.html, html.to_html(report))
+        print(f"Wrote {args.html}")
+    if args.md:
+        write_atomic(args.md, render.to_markdown(report))
+        print(f"Wrote {args.md}")
     return 0
 
 
