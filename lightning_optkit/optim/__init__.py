@@ -10,6 +10,8 @@ from lightning_optkit.optim.inspect import ModelProfile, RunProfile, inspect_mod
 from lightning_optkit.optim.lr_test import LRTestResult, suggest_lr, sweep_lrs
 from lightning_optkit.optim.race import RaceBook, RacePlan, clearly_worse, is_diverged, plan_race
 from lightning_optkit.optim.registry import (
+    OPTIMIZERS,
+    MissingOptimizerPackage,
     OptimizerInfo,
     get_optimizer_info,
     list_optimizers,
@@ -23,7 +25,9 @@ __all__ = [
     "Choice",
     "LRTestResult",
     "ModelProfile",
+    "MissingOptimizerPackage",
     "NORM_TYPES",
+    "OPTIMIZERS",
     "OptimizerInfo",
     "RaceBook",
     "RacePlan",

@@ -24,6 +24,7 @@ __all__ = [
     "resolve_optimizer_class",
     "is_installed",
     "MissingOptimizerPackage",
+    "OPTIMIZERS",
 ]
 
 Momentum = Literal["none", "momentum", "betas"]
@@ -92,6 +93,7 @@ class MissingOptimizerPackage(ImportError, ValueError):
 
 
 _REGISTRY: dict[str, OptimizerInfo] = {}
+OPTIMIZERS = MappingProxyType(_REGISTRY)  # read-only view: name -> OptimizerInfo
 
 
 def register_optimizer(info: OptimizerInfo, *, overwrite: bool = False) -> OptimizerInfo:

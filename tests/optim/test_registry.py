@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lightning_optkit.optim import (
+    OPTIMIZERS,
     OptimizerInfo,
     create_optimizer,
     get_optimizer_info,
@@ -22,6 +23,7 @@ from tests.helpers.optim_models import AllNorms
 
 @pytest.mark.parametrize("name", list_optimizers())
 def test_every_registered_optimizer_builds_and_steps(name: str) -> None:
+    assert OPTIMIZERS[name] is get_optimizer_info(name)
     info = get_optimizer_info(name)
     if not info.installed:
         pytest.skip(f"{info.pip_package} not installed")
