@@ -10,6 +10,9 @@ The priors come from published recipes and a time-to-target pilot on small CPU t
 * plain MLPs: AdamW 3e-3 or SGD-Nesterov 0.1;
 * fine-tuning (frozen parameters): AdamW with a small lr (a weak prior: worth an LR test).
 
+Each family lists more candidates than a race runs (``max_candidates``, 3 by default): the last
+ones, usually the first choice at a lower lr, step in when an optional package is missing.
+
 Everything here is plain Python on :class:`ModelProfile` / :class:`RunProfile` records.
 """
 
@@ -54,8 +57,10 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """Short unique label such as ``"adamw@3e-03"``."""
-        return f"{self.optimizer}@{self.lr:.0e}"
+        """Short unique label such as ``"adamw@3e-03"`` (``"adamw@3e-03/emb10"`` with a table
+        multiplier)."""
+        mult = f"/emb{self.embedding_lr_mult:g}" if self.embedding_lr_mult != 1.0 else ""
+        return f"{self.optimizer}@{self.lr:.0e}{mult}"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
@@ -116,6 +121,8 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
             Candidate("adamw", adam_lr(3e-3, n), 0.01, reason="AdamW is the robust runner-up"),
             Candidate("prodigy", 1.0, 0.01, lr_confidence="strong",
                       reason="learning-rate free alternative"),
+            Candidate("sgd", _sgd_lr(run) / 3, 5e-4, {"momentum": 0.9, "nesterov": True},
+                      reason="SGD-Nesterov at a third of the lr"),
         ]
     if family == "transformer":
         return [
@@ -125,6 +132,8 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
                       reason="NAdamW is the strongest tuned baseline on AlgoPerf"),
             Candidate("prodigy", 1.0, 0.05, {"betas": [0.9, 0.98]},
                       reason="learning-rate free alternative"),
+            Candidate("adamw", adam_lr(1e-3, n), 0.05, {"betas": [0.9, 0.98]},
+                      reason="a safer AdamW lr for attention without warm-up"),
         ]
     if family == "recurrent":
         return [
@@ -139,6 +148,8 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
                       reason="embedding tables need ~10x the dense lr (sparse, rare updates)"),
             Candidate("adamw", adam_lr(1e-2, n), 0.01,
                       reason="one high AdamW lr for every parameter"),
+            Candidate("adamw", adam_lr(1e-3, n), 0.01, embedding_lr_mult=10.0,
+                      reason="a lower dense lr, tables still at 10x"),
         ]
     if family == "cnn":
         return [
@@ -147,6 +158,7 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
             Candidate("sgd", _sgd_lr(run) / 2, 5e-4, {"momentum": 0.9, "nesterov": True},
                       lr_confidence="weak", reason="SGD-Nesterov, halved lr without BatchNorm"),
             Candidate("prodigy", 1.0, 0.01, reason="learning-rate free alternative"),
+            Candidate("adamw", adam_lr(1e-3, n), 0.01, reason="a lower AdamW lr"),
         ]
     if family == "fine_tune":
         return [
@@ -154,6 +166,8 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
                       reason="fine-tuning: AdamW with a small lr keeps pretrained features"),
             Candidate("sgd", 0.01, 0.0, {"momentum": 0.9, "nesterov": True}, lr_confidence="weak",
                       reason="SGD-Nesterov at a small lr"),
+            Candidate("adamw", adam_lr(1e-4, n, floor=1e-5), 0.01, lr_confidence="weak",
+                      reason="AdamW at a third of the lr"),
         ]
     return [
         Candidate("adamw", adam_lr(3e-3, n), 0.01,
@@ -161,6 +175,7 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
         Candidate("sgd", _sgd_lr(run), 5e-4, {"momentum": 0.9, "nesterov": True},
                   reason="SGD-Nesterov 0.1 is as fast on well-scaled MLPs"),
         Candidate("prodigy", 1.0, 0.01, reason="learning-rate free alternative"),
+        Candidate("adamw", adam_lr(1e-3, n), 0.01, reason="a lower AdamW lr"),
     ]
 
 

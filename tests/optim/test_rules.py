@@ -71,6 +71,16 @@ def test_lr_free_candidates_join_where_installed() -> None:
     assert "prodigy" not in [c.optimizer for c in cands]
 
 
+@pytest.mark.parametrize("make", [mlp, cnn_bn, TinyTransformer, TinyLSTM, EmbeddingModel])
+def test_three_distinct_candidates_without_optional_packages(make) -> None:
+    from lightning_optkit.optim.registry import get_optimizer_info
+
+    _, cands, _ = rank_candidates(inspect_model(make()), include_optional=False)
+    cands = cands[:3]
+    assert len({c.label for c in cands}) == 3
+    assert all(get_optimizer_info(c.optimizer).pip_package is None for c in cands)
+
+
 def test_allowed_restricts_and_orders_candidates() -> None:
     _, cands, reasons = rank_candidates(inspect_model(mlp()), allowed=["rmsprop", "sgd"])
     assert [c.optimizer for c in cands] == ["rmsprop", "sgd"]
