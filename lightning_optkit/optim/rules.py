@@ -141,6 +141,8 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
                       reason="recurrent nets escape loss plateaus with AdamW at a high lr"),
             Candidate("prodigy", 1.0, 0.01, reason="learning-rate free; also escaped the plateau"),
             Candidate("adamw", adam_lr(3e-3, n), 0.01, reason="a safer AdamW lr"),
+            Candidate("nadamw", adam_lr(1e-2, n, floor=1e-3), 0.01,
+                      reason="NAdamW at the high lr that escapes plateaus"),
         ]
     if family == "embedding":
         return [
