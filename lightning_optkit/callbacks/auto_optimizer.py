@@ -145,6 +145,17 @@ class AutoOptimizer(Callback):
         self._kernels: dict[str, str] = {}
         self._trainer: pl.Trainer | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in ("_trainer", "_module", "_log", "log_dict"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_trainer", None)
+        self.__dict__.setdefault("_module", None)
+
     # -- injection ---------------------------------------------------------------------------
     @property
     def log(self) -> Any:  # type: ignore[override]

@@ -372,3 +372,13 @@ def test_race_replaces_a_clearly_worse_first_choice() -> None:
     assert "clearly ahead of the prior's first choice" in " ".join(cb.choice.reasons)
     assert type(trainer.optimizers[0]).__name__ == "Prodigy"
     assert cb.choice.race["loser_steps"] <= 32
+
+
+def test_callback_pickles_before_and_after_fit() -> None:
+    import pickle
+
+    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False, verbose=False)
+    pickle.loads(pickle.dumps(cb))
+    make_trainer(max_steps=1, callbacks=[cb]).fit(NoOptimizerModel())
+    clone = pickle.loads(pickle.dumps(cb))
+    assert clone.choice == cb.choice and clone.mode == "rules"
