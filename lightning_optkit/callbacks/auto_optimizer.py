@@ -32,30 +32,23 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning_optkit._shared import record_decision
 from lightning_optkit.callbacks._optimizer_search import run_search
 from lightning_optkit.optim.choice import Choice, flat_hparams, format_choice
-from lightning_optkit.optim.decide import budget_steps, plan_candidates, resolve_mode, rules_choice
+from lightning_optkit.optim.decide import (
+    budget_steps,
+    plan_candidates,
+    resolve_mode,
+    rules_choice,
+    validate_settings,
+)
 from lightning_optkit.optim.factory import create_optimizer
 from lightning_optkit.optim.groups import describe_groups
 from lightning_optkit.optim.inspect import RunProfile, inspect_model
-from lightning_optkit.optim.registry import get_optimizer_info, resolve_optimizer_class
+from lightning_optkit.optim.registry import get_optimizer_info
 from lightning_optkit.optim.rules import Candidate
 from lightning_optkit.optim.runner import measure_kernels
 
 __all__ = ["AutoOptimizer"]
 
-_MODES = ("auto", "rules", "race")
-_LR_TESTS = ("auto", "always", "never")
-_KERNELS = ("auto", "fused", "foreach", "for-loop")
 _MEASURE_LIMIT = 5_000_000  # above this many parameters the kernel is chosen without timing
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def _check_positive(name: str, value: float | None, example: str) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name}={value!r} must be > 0 (such as {example}) or None for automatic")
 
 
 class AutoOptimizer(Callback):
@@ -99,29 +92,10 @@ class AutoOptimizer(Callback):
         save_json: bool = True,
         verbose: bool = True,
     ) -> None:
-        _check_choice("mode", mode, _MODES)
-        _check_choice("lr_test", lr_test, _LR_TESTS)
-        _check_choice("kernel", kernel, _KERNELS)
-        _check_positive("lr", lr, "1e-3")
-        _check_positive("embedding_lr_mult", embedding_lr_mult, "10.0")
-        if not budget > 0:
-            raise ValueError(f"budget={budget!r} must be > 0: a fraction of the run such as 0.05, "
-                             "or a number of steps such as 50")
-        if weight_decay is not None and weight_decay < 0:
-            raise ValueError(f"weight_decay={weight_decay!r} must be >= 0, such as 0.01, or None")
-        if layer_decay is not None and not 0 < layer_decay <= 1:
-            raise ValueError(f"layer_decay={layer_decay!r} must lie in (0, 1], such as 0.75, or None")
-        if max_candidates < 1:
-            raise ValueError(f"max_candidates={max_candidates!r} must be >= 1, such as 3")
-        if candidates is not None:
-            if len(candidates) == 0:
-                raise ValueError("candidates=[] is empty; name at least one optimizer, such as "
-                                 "['adamw', 'sgd'], or pass None to let the rules choose")
-            for name in candidates:
-                try:
-                    resolve_optimizer_class(name)
-                except (ValueError, ImportError) as err:
-                    raise type(err)(f"candidates: {err}") from err
+        validate_settings(mode=mode, candidates=candidates, lr=lr, weight_decay=weight_decay,
+                          embedding_lr_mult=embedding_lr_mult, layer_decay=layer_decay,
+                          budget=budget, lr_test=lr_test, kernel=kernel,
+                          max_candidates=max_candidates)
         self.mode = mode
         self.candidates = list(candidates) if candidates is not None else None
         self.lr = lr

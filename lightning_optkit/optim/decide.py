@@ -7,12 +7,74 @@ from dataclasses import replace
 
 from lightning_optkit.optim.choice import Choice
 from lightning_optkit.optim.inspect import ModelProfile, RunProfile
+from lightning_optkit.optim.registry import resolve_optimizer_class
 from lightning_optkit.optim.rules import Candidate, rank_candidates
 
-__all__ = ["MIN_RUNG", "plan_candidates", "budget_steps", "resolve_mode", "rules_choice"]
+__all__ = [
+    "MIN_RUNG",
+    "plan_candidates",
+    "budget_steps",
+    "resolve_mode",
+    "rules_choice",
+    "validate_settings",
+]
 
 MIN_RUNG = 8  # fewest steps per candidate at a rung that a comparison can rest on
 RACE_PARAM_LIMIT = 50_000_000  # above this, "auto" does not race (a weight copy per candidate)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def _check_positive(name: str, value: float | None, example: str) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name}={value!r} must be > 0 (such as {example}) or None for automatic")
+
+
+def validate_settings(
+    mode: str = "auto",
+    candidates: list[str] | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    embedding_lr_mult: float | None = None,
+    layer_decay: float | None = None,
+    budget: float = 0.05,
+    lr_test: str = "auto",
+    kernel: str = "auto",
+    max_candidates: int = 3,
+) -> None:
+    """Check ``AutoOptimizer``'s arguments; each error names the argument, the rule and a fix.
+
+    Raises:
+        ValueError: On a bad value (an unknown optimizer name lists the valid ones).
+        MissingOptimizerPackage: If a named optimizer's package is not installed (also a
+            ``ValueError`` and an ``ImportError``).
+    """
+    _check_choice("mode", mode, ("auto", "rules", "race"))
+    _check_choice("lr_test", lr_test, ("auto", "always", "never"))
+    _check_choice("kernel", kernel, ("auto", "fused", "foreach", "for-loop"))
+    _check_positive("lr", lr, "1e-3")
+    _check_positive("embedding_lr_mult", embedding_lr_mult, "10.0")
+    if not budget > 0:
+        raise ValueError(f"budget={budget!r} must be > 0: a fraction of the run such as 0.05, "
+                         "or a number of steps such as 50")
+    if weight_decay is not None and weight_decay < 0:
+        raise ValueError(f"weight_decay={weight_decay!r} must be >= 0, such as 0.01, or None")
+    if layer_decay is not None and not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay={layer_decay!r} must lie in (0, 1], such as 0.75, or None")
+    if max_candidates < 1:
+        raise ValueError(f"max_candidates={max_candidates!r} must be >= 1, such as 3")
+    if candidates is not None:
+        if len(candidates) == 0:
+            raise ValueError("candidates=[] is empty; name at least one optimizer, such as "
+                             "['adamw', 'sgd'], or pass None to let the rules choose")
+        for name in candidates:
+            try:
+                resolve_optimizer_class(name)
+            except (ValueError, ImportError) as err:
+                raise type(err)(f"candidates: {err}") from err
 
 
 def plan_candidates(
