@@ -1,7 +1,10 @@
 """The planted-bottleneck zoo: small CPU runs with one known cause each, and their clean twins.
 
-Run one scenario per fresh process: ``python tests/helpers/profiler_zoo.py <scenario> <out_dir>``.
-The BottleneckProfiler writes ``<out_dir>/bottlenecks.json``. ``EXPECTED`` says which finding
+Run one scenario per fresh process: ``python tests/helpers/profiler_zoo.py <scenario> <out_dir>``,
+or several with ``python tests/helpers/profiler_zoo.py --many <out_root> <scenario>...``: the
+libraries are imported once, then each scenario runs in its own forked child (a fresh heap: no
+scenario runs in the parent), two at a time. The BottleneckProfiler writes
+``<out_dir>/bottlenecks.json``. ``EXPECTED`` says which finding
 codes each scenario must put first (in order); clean twins expect nothing of medium or high severity.
 """
 
@@ -23,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from lightning_optkit import BottleneckProfiler  # noqa: E402
 
-__all__ = ["EXPECTED", "SCENARIOS", "DDP_SCENARIOS", "run"]
+__all__ = ["EXPECTED", "SCENARIOS", "DDP_SCENARIOS", "run", "run_many"]
 
 #: scenario -> the finding codes that must lead the report, in order ([] = clean twin)
 EXPECTED: dict[str, list[str]] = {
@@ -197,5 +200,40 @@ def run(scenario: str, out_dir: str) -> None:
     trainer.fit(model_cls(**model_kwargs))
 
 
+def run_many(out_root: str, scenarios: list[str], workers: int = 2, timeout: float = 120.0) -> dict[str, str]:
+    """Run each scenario in a forked child, ``workers`` at a time; returns scenario -> "ok" or the failure."""
+    import multiprocessing as mp
+
+    context = mp.get_context("fork")
+    pending = list(scenarios)
+    running: dict[str, tuple[Any, float]] = {}
+    status: dict[str, str] = {}
+    while pending or running:
+        while pending and len(running) < workers:
+            name = pending.pop(0)
+            out = os.path.join(out_root, name)
+            os.makedirs(out, exist_ok=True)
+            child = context.Process(target=run, args=(name, out))
+            child.start()
+            running[name] = (child, time.monotonic())
+        for name, (child, started) in list(running.items()):
+            if child.exitcode is not None:
+                status[name] = "ok" if child.exitcode == 0 else f"exit code {child.exitcode}"
+                del running[name]
+            elif time.monotonic() - started > timeout:
+                child.kill()
+                child.join()
+                status[name] = f"timed out after {timeout} s"
+                del running[name]
+        time.sleep(0.05)
+    return status
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--many":
+        import json
+
+        result = run_many(sys.argv[2], sys.argv[3:])
+        print(json.dumps(result))
+        sys.exit(0 if all(v == "ok" for v in result.values()) else 1)
     run(sys.argv[1], sys.argv[2])
