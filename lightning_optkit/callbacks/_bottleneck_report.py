@@ -105,6 +105,13 @@ def phase_locations(trainer: pl.Trainer, phases: Sequence[str]) -> dict[str, str
             if type(obj).__name__ == owner and hasattr(type(obj), hook):
                 where[phase] = _source(getattr(type(obj), hook))
                 break
+    loader = train_loader(trainer)
+    if loader is not None:
+        collate = getattr(loader, "collate_fn", None)
+        dataset = type(getattr(loader, "dataset", None)).__name__
+        where["data_fetch"] = f"DataLoader(dataset={dataset}, num_workers={getattr(loader, 'num_workers', '?')})"
+        if collate is not None and getattr(collate, "__module__", "").split(".")[0] not in ("torch", "lightning"):
+            where["data_fetch"] += f", collate_fn {getattr(collate, '__name__', 'collate')} ({_source(collate)})"
     module = trainer.lightning_module
     optimizer = type(trainer.optimizers[0]).__name__ if trainer.optimizers else None
     where["optimizer_step"] = f"{optimizer}.step" if optimizer else "LightningModule.optimizer_step"

@@ -211,7 +211,12 @@ class BottleneckProfiler(Callback):
         self._optimizers = []
 
     def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
-        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers)
+        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers, self._compute_done)
+
+    def _compute_done(self) -> None:
+        if self._timing:  # the device slot of the optimizer step ends with optimizer.step
+            self._timer.mark(-1)
+            self._timing = False
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -246,11 +251,9 @@ class BottleneckProfiler(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active:
             return
-        self._dynamo = dynamo_counters()
-        self._world = trainer.world_size
+        self._dynamo, self._world = dynamo_counters(), trainer.world_size
+        self._timer, self._timing = make_timer(trainer.strategy.root_device.type), False
         self._wrap_optimizers(trainer)
-        self._timer = make_timer(trainer.strategy.root_device.type)
-        self._timing = False
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -292,9 +295,7 @@ class BottleneckProfiler(Callback):
             return
         self._batches += 1
         index = self._batches
-        if self._timing:
-            self._timer.mark(-1)
-            self._timing = False
+        self._compute_done()  # closes the device slot if no optimizer step did (manual optimization)
         if index < self._next_check:
             return
         self._next_check = index + 1 if index <= self._busy_until else index - index % self._every + self._every

@@ -115,7 +115,8 @@ def rule_dataloader(m: Measurements) -> Finding | None:
         rec = ("The workers cannot keep up: make __getitem__/collate_fn cheaper (pre-compute or cache "
                "decoded samples, move augmentation to the GPU in on_after_batch_transfer), or add workers.")
     evidence = {"ms_per_step": round(m.per_step_ms("data_fetch"), 3), "num_workers": workers}
-    return _make("dataloader", share, evidence, "train_dataloader (DataLoader __next__)", rec)
+    where = m.locations.get("data_fetch", "train_dataloader (DataLoader __next__)")
+    return _make("dataloader", share, evidence, where, rec)
 
 
 def rule_host_to_device(m: Measurements) -> Finding | None:
