@@ -6,7 +6,8 @@ The priors come from published recipes and a time-to-target pilot on small CPU t
 * attention / transformer blocks: AdamW-type methods, lr 3e-3 at small scale, shrinking with size;
   SGD fails there;
 * recurrent layers: AdamW with a high lr (1e-2 at small scale) escapes plateaus others stall on;
-* models dominated by embedding tables: AdamW with about 10x the dense lr on the tables;
+* models dominated by embedding tables: AdamW with about 10x the dense lr on the tables; when the
+  tables are the whole model (factorisation), one AdamW lr of 1e-2 (3e-2 overshoots there);
 * plain MLPs: AdamW 3e-3 or SGD-Nesterov 0.1;
 * fine-tuning (frozen parameters): AdamW with a small lr (a weak prior: worth an LR test).
 
@@ -143,6 +144,15 @@ def _priors(family: Family, model: ModelProfile, run: RunProfile) -> list[Candid
             Candidate("adamw", adam_lr(3e-3, n), 0.01, reason="a safer AdamW lr"),
             Candidate("nadamw", adam_lr(1e-2, n, floor=1e-3), 0.01,
                       reason="NAdamW at the high lr that escapes plateaus"),
+        ]
+    if family == "embedding" and model.embedding_fraction >= 0.95:
+        return [
+            Candidate("adamw", adam_lr(1e-2, n), 0.01,
+                      reason="the tables are (almost) the whole model: AdamW at the table lr "
+                             "1e-2 for all (tables multiplied together overshoot at 3e-2)"),
+            Candidate("adamw", adam_lr(3e-3, n), 0.01, embedding_lr_mult=10.0,
+                      reason="tables at 10x a dense lr of 3e-3"),
+            Candidate("adamw", adam_lr(3e-3, n), 0.01, reason="a lower AdamW lr for all"),
         ]
     if family == "embedding":
         return [

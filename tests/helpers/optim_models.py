@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = [
-    "mlp", "cnn_bn", "TinyTransformer", "TinyLSTM", "EmbeddingModel", "AllNorms",
+    "mlp", "cnn_bn", "TinyTransformer", "TinyLSTM", "EmbeddingModel", "Factorization", "AllNorms",
     "NoOptimizerModel", "ClassifierModel", "class_loader",
 ]
 
@@ -48,14 +48,28 @@ class TinyLSTM(nn.Module):
 
 
 class EmbeddingModel(nn.Module):
+    """Two tables (most of the parameters) feeding a small dense head."""
+
     def __init__(self) -> None:
         super().__init__()
         self.users = nn.Embedding(200, 8)
         self.items = nn.EmbeddingBag(100, 8)
-        self.head = nn.Linear(8, 1)
+        self.head = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.users(x[:, 0]) * self.items(x[:, 1:]))
+        return self.head(torch.cat([self.users(x[:, 0]), self.items(x[:, 1:])], -1))
+
+
+class Factorization(nn.Module):
+    """Only tables: a rating is the dot product of a user row and an item row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.users = nn.Embedding(200, 8)
+        self.items = nn.Embedding(100, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.users(x[:, 0]) * self.items(x[:, 1])).sum(-1)
 
 
 class AllNorms(nn.Module):

@@ -10,7 +10,14 @@ from torch import nn
 from lightning_optkit.optim import ModelProfile, RunProfile, classify, inspect_model, rank_candidates
 from lightning_optkit.optim.decide import budget_steps, plan_candidates, resolve_mode
 from lightning_optkit.optim.rules import scale_lr_for_size
-from tests.helpers.optim_models import EmbeddingModel, TinyLSTM, TinyTransformer, cnn_bn, mlp
+from tests.helpers.optim_models import (
+    EmbeddingModel,
+    Factorization,
+    TinyLSTM,
+    TinyTransformer,
+    cnn_bn,
+    mlp,
+)
 
 HAS_PRODIGY = importlib.util.find_spec("prodigyopt") is not None
 
@@ -23,7 +30,8 @@ def test_inspect_counts_the_building_blocks() -> None:
     assert (c.conv_layers, c.batchnorm_layers, c.linear_layers) == (1, 1, 1)
     assert inspect_model(TinyLSTM()).recurrent_layers == 1
     e = inspect_model(EmbeddingModel())
-    assert e.embedding_layers == 2 and e.embedding_fraction > 0.9
+    assert e.embedding_layers == 2 and 0.75 < e.embedding_fraction < 0.95
+    assert inspect_model(Factorization()).embedding_fraction == 1.0
 
 
 @pytest.mark.parametrize("make,family,first,lr", [
@@ -44,6 +52,9 @@ def test_family_decisions(make, family: str, first: str, lr: float) -> None:
 def test_embedding_family_gets_a_tenfold_table_lr_and_cnn_sgd_has_nesterov() -> None:
     _, cands, _ = rank_candidates(inspect_model(EmbeddingModel()))
     assert cands[0].embedding_lr_mult == 10.0
+    fam, cands, _ = rank_candidates(inspect_model(Factorization()))
+    assert fam == "embedding" and (cands[0].lr, cands[0].embedding_lr_mult) == (1e-2, 1.0)
+    assert cands[1].embedding_lr_mult == 10.0
     _, cands, _ = rank_candidates(inspect_model(cnn_bn()))
     assert cands[0].hparams == {"momentum": 0.9, "nesterov": True}
     assert "adamw" in [c.optimizer for c in cands]
