@@ -37,7 +37,6 @@ def test_config_builds_the_callback(config: str) -> None:
     assert type(cli.datamodule).__name__ == "DigitsDataModule"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
 def test_config_fits(config: str, tmp_path) -> None:
     cli = _cli(config, "--trainer.default_root_dir", str(tmp_path), "--trainer.limit_val_batches", "0")
