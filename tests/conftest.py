@@ -22,6 +22,12 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch) -> None:
+    """Every test runs in its own temporary folder, so no run writes logs into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return
