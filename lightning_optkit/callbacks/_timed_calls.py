@@ -32,15 +32,13 @@ def install_timed_log(module: pl.LightningModule, accountant: PhaseAccountant) -
     return timed_log
 
 
-def wrap_optimizers(optimizers: Iterable[Any], accountant: PhaseAccountant, wrapped: list[tuple[Any, Any]],
-                    on_return: Any = None) -> None:
+def wrap_optimizers(optimizers: Iterable[Any], accountant: PhaseAccountant, wrapped: list[tuple[Any, Any]]) -> None:
     """Time each new optimizer's own ``step`` (Lightning's ``optimizer_step`` hook around it is plumbing).
 
     Args:
         optimizers: The trainer's optimizers (one replaced mid-run is wrapped when seen).
         accountant: Receives the ``optimizer_step`` phase.
         wrapped: ``(optimizer, previous instance attribute)`` pairs, extended in place.
-        on_return: Called with no argument when a step returns (the end of the step's compute).
     """
     known = {id(o) for o, _ in wrapped}
     enter, leave = accountant.enter, accountant.leave
@@ -56,8 +54,6 @@ def wrap_optimizers(optimizers: Iterable[Any], accountant: PhaseAccountant, wrap
                 return _original(*args, **kwargs)
             finally:
                 leave()
-                if on_return is not None:
-                    on_return()
 
         wrapped.append((optimizer, optimizer.__dict__.get("step")))
         # a bound method, so that LR schedulers created later can wrap it again

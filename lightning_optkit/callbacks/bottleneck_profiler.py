@@ -135,7 +135,9 @@ class BottleneckProfiler(Callback):
         self.timeline_points = timeline_points
         self.report: dict[str, Any] | None = None
         self._active = False
-        self._timing = False
+        # Lightning skips a hook that is not callable: hooks this callback does not use cost nothing
+        for hook in _UNUSED_HOOKS:
+            setattr(self, hook, None)
 
     # ------------------------------------------------------------------ set-up / tear-down
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -172,7 +174,6 @@ class BottleneckProfiler(Callback):
         self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
         self._timer: Any = HostTimer()
-        self._timing = False
         self._optimizers: list[tuple[Any, Any]] = []
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
@@ -211,12 +212,7 @@ class BottleneckProfiler(Callback):
         self._optimizers = []
 
     def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
-        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers, self._compute_done)
-
-    def _compute_done(self) -> None:
-        if self._timing:  # the device slot of the optimizer step ends with optimizer.step
-            self._timer.mark(-1)
-            self._timing = False
+        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers)
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -230,6 +226,8 @@ class BottleneckProfiler(Callback):
         if search is not None:
             return search
         index = self._batches
+        if index >= self._busy_until:  # past warm-up, FLOP count and deep window
+            return None
         if index < self.warmup_steps:
             return "warmup"
         if self._window.covers(index):
@@ -252,7 +250,7 @@ class BottleneckProfiler(Callback):
         if not self._active:
             return
         self._dynamo, self._world = dynamo_counters(), trainer.world_size
-        self._timer, self._timing = make_timer(trainer.strategy.root_device.type), False
+        self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type)
         self._wrap_optimizers(trainer)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
@@ -273,21 +271,6 @@ class BottleneckProfiler(Callback):
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
             self._flops.open(pl_module)
-        self._timing = self.accountant._step_kind is None
-        if self._timing:
-            self._timer.mark(0)
-
-    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        if self._timing:
-            self._timer.mark(1)
-
-    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._timing:
-            self._timer.mark(2)
-
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        if self._timing:
-            self._timer.mark(3)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -295,7 +278,6 @@ class BottleneckProfiler(Callback):
             return
         self._batches += 1
         index = self._batches
-        self._compute_done()  # closes the device slot if no optimizer step did (manual optimization)
         if index < self._next_check:
             return
         self._next_check = index + 1 if index <= self._busy_until else index - index % self._every + self._every
@@ -400,3 +382,12 @@ class BottleneckProfiler(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+
+# Lightning calls the checkpoint hooks directly (without its callable() check): they stay methods
+_UNUSED_HOOKS = tuple(
+    hook for hook in dir(Callback)
+    if hook.startswith("on_") and callable(getattr(Callback, hook))
+    and getattr(BottleneckProfiler, hook) is getattr(Callback, hook)
+    and hook not in ("on_save_checkpoint", "on_load_checkpoint")
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from lightning_optkit.profiling.phases import (
     BATCH_MARK,
@@ -30,6 +31,8 @@ _FETCH = CORE_PHASES.index("data_fetch")
 _LOGGING = CORE_PHASES.index("logging")
 _VALIDATION = CORE_PHASES.index("validation")
 _GC = CORE_PHASES.index("gc")
+#: phase -> slot of the device timer (``timers.SLOTS``): the compute the device does
+_DEVICE_SLOTS = {"forward": 0, "backward": 1, "optimizer_step": 3}
 
 
 class PhaseAccountant:
@@ -80,6 +83,9 @@ class PhaseAccountant:
         self._excluded_snapshot = 0
         self._steps_since_point = 0
         self.on_step_end: Callable[[float, str | None], None] | None = None
+        #: Device-side timer of the compute phases (``timers.HostTimer`` / ``CudaEventTimer``), or None.
+        self.device_timer: Any = None
+        self._slot: list[int] = [_DEVICE_SLOTS.get(p, -1) for p in self.phases]
 
     # ----------------------------------------------------------------- hot path
     def start(self, name: str) -> None:
@@ -111,6 +117,8 @@ class PhaseAccountant:
             stack.append(self._gap)
         else:
             stack.append(self._cur)
+        if self.device_timer is not None and self._slot[phase] != self._slot[self._cur]:
+            self._device_switch(self._cur, phase)
         self._cur = phase
 
     def stop(self, name: str) -> None:
@@ -121,7 +129,14 @@ class PhaseAccountant:
         now = self.clock()
         self._acc[self._cur] += now - self._last
         self._last = now
-        self._cur = self._stack.pop()
+        previous, self._cur = self._cur, self._stack.pop()
+        if self.device_timer is not None and self._slot[previous] != self._slot[self._cur]:
+            self._device_switch(previous, self._cur)
+
+    def _device_switch(self, old: int, new: int) -> None:
+        """Mark the device timeline where the compute slot changes (ordinary steps only)."""
+        if self._acc is self.run_ns:
+            self.device_timer.mark(self._slot[new])
 
     def start_logging(self) -> None:
         """A ``LightningModule.log`` call starts (counted as validation inside a validation run)."""
@@ -151,6 +166,8 @@ class PhaseAccountant:
         self._acc[self._cur] += now - self._last
         self._last = now
         self._stack.append(self._cur)
+        if self.device_timer is not None and self._slot[phase] != self._slot[self._cur]:
+            self._device_switch(self._cur, phase)
         self._cur = phase
 
     def leave(self) -> None:
@@ -160,7 +177,9 @@ class PhaseAccountant:
         now = self.clock()
         self._acc[self._cur] += now - self._last
         self._last = now
-        self._cur = self._stack.pop()
+        previous, self._cur = self._cur, self._stack.pop()
+        if self.device_timer is not None and self._slot[previous] != self._slot[self._cur]:
+            self._device_switch(previous, self._cur)
 
     def is_transparent(self, name: str) -> bool:
         """Whether ``name``'s events change nothing (its time stays with the enclosing phase)."""
@@ -186,6 +205,7 @@ class PhaseAccountant:
             index = len(self.phases)
             self.phases.append(phase)
             self._category.append(category_of(phase))
+            self._slot.append(_DEVICE_SLOTS.get(phase, -1))
             self._index[phase] = index
             for acc in (self.run_ns, self._pre_ns, self._snapshot, *self.excluded_ns.values()):
                 acc.append(0)

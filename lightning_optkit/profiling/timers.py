@@ -1,7 +1,9 @@
 """Device-side timing of the compute phases, without synchronising: one interface, two backends.
 
-A timer receives ``mark(slot)`` calls at phase boundaries (forward starts, backward starts, ...);
-the time from one mark to the next belongs to the slot of the earlier mark. ``HostTimer`` reads
+The phase accountant calls ``mark(slot)`` where the compute phase changes (forward starts,
+backward starts, the optimizer step starts, ``-1`` when none runs); the time from one mark to the
+next belongs to the slot of the earlier mark. The same accountant code runs on every device; only
+the backend differs. ``HostTimer`` reads
 ``perf_counter_ns`` (on a CPU the host *is* the device); ``CudaEventTimer`` records CUDA events
 from a preallocated ring and reads them lazily in ``poll()``: only events the GPU has already
 passed (``query()`` is true) are read, so nothing ever waits for the device.

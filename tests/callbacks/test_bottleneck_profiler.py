@@ -245,3 +245,14 @@ def test_logging_stays_timed_when_another_callback_swaps_log(tmp_path) -> None:
     profiler, _ = _fit(tmp_path, trainer={"callbacks": [Silencer()]})
     assert profiler.report["phases"]["logging"]["seconds"] > 0
     assert profiler.accountant.log_calls == profiler.report["steps_measured"] == 8
+
+
+def test_resume_from_checkpoint_with_the_profiler(tmp_path) -> None:
+    profiler, trainer = _fit(tmp_path, trainer={"enable_checkpointing": True, "default_root_dir": str(tmp_path)})
+    assert profiler.report["steps_measured"] == 8
+    ckpt = str(tmp_path / "manual.ckpt")
+    trainer.save_checkpoint(ckpt)
+    again = BottleneckProfiler(dirpath=str(tmp_path / "again"), console=False)
+    resumed = make_trainer(callbacks=[again], limit_train_batches=10, max_epochs=2)
+    resumed.fit(TinyModel(n_loader=80), ckpt_path=ckpt)
+    assert again.report["steps_measured"] == 8

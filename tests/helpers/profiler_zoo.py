@@ -44,8 +44,9 @@ EXPECTED: dict[str, list[str]] = {
     "recompile": ["recompilation"],
     "compiled_clean": [],
     "ddp_slow_rank": ["rank_imbalance"],
+    "ddp_clean": [],
 }
-DDP_SCENARIOS = ("ddp_slow_rank",)
+DDP_SCENARIOS = ("ddp_slow_rank", "ddp_clean")
 SCENARIOS = tuple(EXPECTED)
 
 FEATURES, HIDDEN = 64, 512
@@ -188,6 +189,8 @@ def run(scenario: str, out_dir: str) -> None:
         model_kwargs.update(compile_shapes=6 if scenario == "recompile" else 1, n_batches=30)
     elif scenario == "ddp_slow_rank":
         callbacks.append(SlowHook(20.0, only_rank=1))
+        trainer_kwargs.update(strategy="ddp", devices=2)
+    elif scenario == "ddp_clean":
         trainer_kwargs.update(strategy="ddp", devices=2)
     elif scenario != "clean":
         raise SystemExit(f"unknown scenario {scenario!r}; choose from {list(EXPECTED)}")

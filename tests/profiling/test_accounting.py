@@ -163,3 +163,37 @@ def test_timeline_halving_and_series_bounds() -> None:
         series.add(float(i), float(i))
     assert len(series.xs) < 8
     assert series.samples()[-1] == (999.0, 999.0)
+
+
+def test_device_timer_is_marked_where_the_compute_slot_changes() -> None:
+    class Marks:
+        def __init__(self) -> None:
+            self.marks: list[int] = []
+
+        def mark(self, slot: int) -> None:
+            self.marks.append(slot)
+
+    clock = Clock()
+    kinds = iter(["warmup", None, None])
+    acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock)
+    acct.device_timer = timer = Marks()
+    optimizer = acct.phase_index("optimizer_step")
+
+    def step() -> None:
+        acct.start(FETCH)
+        acct.stop(FETCH)
+        acct.start("run_training_batch")
+        acct.enter(optimizer)  # optimizer.step runs the closure: forward and backward nest inside
+        acct.start(FORWARD)
+        acct.start_logging()
+        acct.stop_logging()
+        acct.stop(FORWARD)
+        acct.start(BACKWARD)
+        acct.stop(BACKWARD)
+        acct.leave()
+        acct.stop("run_training_batch")
+
+    step()  # warm-up: not timed
+    assert timer.marks == []
+    step()
+    assert timer.marks == [3, 0, -1, 0, 3, 1, 3, -1]
