@@ -382,3 +382,13 @@ def test_callback_pickles_before_and_after_fit() -> None:
     make_trainer(max_steps=1, callbacks=[cb]).fit(NoOptimizerModel())
     clone = pickle.loads(pickle.dumps(cb))
     assert clone.choice == cb.choice and clone.mode == "rules"
+
+
+def test_race_with_accumulation_and_clipping() -> None:
+    cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd"], budget=16, kernel="for-loop",
+                       save_json=False, verbose=False)
+    trainer = make_trainer(max_epochs=8, accumulate_grad_batches=2, gradient_clip_val=0.5,
+                           callbacks=[cb])
+    trainer.fit(NoOptimizerModel())
+    assert trainer.global_step == 24 and cb.choice.race["winner"] is not None
+    assert cb.choice.run["horizon"] == 24
