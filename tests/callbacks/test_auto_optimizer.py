@@ -392,3 +392,23 @@ def test_race_with_accumulation_and_clipping() -> None:
     trainer.fit(NoOptimizerModel())
     assert trainer.global_step == 24 and cb.choice.race["winner"] is not None
     assert cb.choice.run["horizon"] == 24
+
+
+def test_race_on_an_iterable_dataset_with_max_steps() -> None:
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            g = torch.Generator().manual_seed(0)
+            for _ in range(1000):
+                x = torch.randn(8, generator=g)
+                yield x, int(x[:4].argmax())
+
+    class StreamModel(NoOptimizerModel):
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(Stream(), batch_size=16)
+
+    cb = AutoOptimizer(mode="auto", budget=16, kernel="for-loop", candidates=["adamw", "sgd"],
+                       save_json=False, verbose=False)
+    trainer = make_trainer(max_steps=30, callbacks=[cb])
+    trainer.fit(StreamModel())
+    assert cb.choice.mode == "race" and cb.choice.run["horizon"] == 30
+    assert trainer.global_step == 30
