@@ -36,7 +36,6 @@ from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
 from lightning_optkit.callbacks._timed_calls import install_timed_log, restore_optimizers, wrap_optimizers
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
 from lightning_optkit.profiling import files, render
-from lightning_optkit.profiling.timers import HostTimer
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import measurements_from, rank_summary
 from lightning_optkit.profiling.phases import ActionClassifier
@@ -83,6 +82,9 @@ class BottleneckProfiler(Callback):
         log_shares: Log each category's share as ``bottleneck/<category>`` to the trainer's loggers.
         console: Print a one-screen ranked summary at the end.
         timeline_points: Points of the step-time chart (the timeline is downsampled to fit).
+        device_timing: Device-side timing of forward/backward/optimizer: ``auto`` (CUDA events read
+            lazily on a GPU; elsewhere the host phase times are the device times), ``events``,
+            ``host`` (the host clock through the same timer code) or ``off``.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class BottleneckProfiler(Callback):
         log_shares: bool = False,
         console: bool = True,
         timeline_points: int = 96,
+        device_timing: Literal["auto", "events", "host", "off"] = "auto",
     ) -> None:
         super().__init__()
         _positive("sample_every_n_steps", sample_every_n_steps, "take a sample every 25 steps, for example")
@@ -117,6 +120,8 @@ class BottleneckProfiler(Callback):
             raise ValueError(f"formats={list(formats)!r} holds unknown format(s) {unknown}; choose from {list(_FORMATS)}")
         if not filename or os.sep in filename:
             raise ValueError(f"filename={filename!r} must be a plain file name such as 'bottlenecks'")
+        if device_timing not in ("auto", "events", "host", "off"):
+            raise ValueError(f"device_timing={device_timing!r} must be one of 'auto', 'events', 'host', 'off'")
         if not trace_max_mb > 0:
             raise ValueError(f"trace_max_mb={trace_max_mb!r} must be > 0, such as 50")
         self.dirpath = dirpath
@@ -133,8 +138,10 @@ class BottleneckProfiler(Callback):
         self.log_shares = log_shares
         self.console = console
         self.timeline_points = timeline_points
+        self.device_timing = device_timing
         self.report: dict[str, Any] | None = None
         self._active = False
+        self._saves = 0
         # Lightning skips a hook that is not callable: hooks this callback does not use cost nothing
         for hook in _UNUSED_HOOKS:
             setattr(self, hook, None)
@@ -173,7 +180,7 @@ class BottleneckProfiler(Callback):
         self._next_check = 1
         self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
-        self._timer: Any = HostTimer()
+        self._timer: Any = None
         self._optimizers: list[tuple[Any, Any]] = []
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
@@ -250,7 +257,8 @@ class BottleneckProfiler(Callback):
         if not self._active:
             return
         self._dynamo, self._world = dynamo_counters(), trainer.world_size
-        self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type)
+        self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type,
+                                                                self.device_timing)
         self._wrap_optimizers(trainer)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
@@ -286,7 +294,6 @@ class BottleneckProfiler(Callback):
         if self._window.active and index >= self._window.start + self._window.steps:
             self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb)
         if index % self.sample_every_n_steps == 0 or index == 1:
-            self._timer.poll()
             self._sample(trainer, batch)
         if self._world > 1 and index % self.sync_every_n_steps == 0:
             self._gather(trainer)
@@ -295,6 +302,8 @@ class BottleneckProfiler(Callback):
         self._saves += 1
 
     def _sample(self, trainer: pl.Trainer, batch: Any) -> None:
+        if self._timer is not None:
+            self._timer.poll()
         self._dynamo = dynamo_counters()
         self._wrap_optimizers(trainer)
         device = trainer.strategy.root_device
@@ -345,7 +354,6 @@ class BottleneckProfiler(Callback):
         alloc = allocator_memory(device)
         if device.type == "cuda" and not status.startswith("interrupted"):
             torch.cuda.synchronize(device)  # once, at the end: every timing event is complete
-        self._timer.poll()
         own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
         ranks = self._ranks if len(self._ranks) > 1 else [own]
         batch_size = self._bs_sum / self._bs_n if self._bs_n else None
@@ -357,7 +365,7 @@ class BottleneckProfiler(Callback):
             recompile_seconds=self._recompile_seconds, graphs=self._graphs - self._graphs_start,
             deep_window=self._window.summary, ranks=ranks, locations=phase_locations(trainer, self.accountant.phases),
             val_check_interval=trainer.val_check_interval,
-            device_seconds={k: v for k, v in self._timer.totals().items() if v},
+            device_seconds=self._device_seconds(),
         )
         findings = diagnose(m)
         flops = self._flops.flops if self._flops is not None else None
@@ -372,6 +380,13 @@ class BottleneckProfiler(Callback):
             write_files(self.report, self._resolved_dir, self.filename, self.formats)
             if self.console:
                 render.print_console(self.report)
+    def _device_seconds(self) -> dict[str, float]:
+        if self._timer is not None:
+            return {k: v for k, v in self._timer.totals().items() if v}
+        # no separate device clock: the host is the device, its phase times are the device times
+        phases = self.accountant.phase_seconds()
+        return {k: phases[k] for k in ("forward", "backward", "optimizer_step") if phases.get(k)}
+
     def _close_window(self) -> None:
         if self._window.active:
             done = max(self._batches - self._window.start, 1)

@@ -101,6 +101,17 @@ class CudaEventTimer:
         return {name: s for name, s in zip(SLOTS, self.seconds)}
 
 
-def make_timer(device_type: str) -> HostTimer | CudaEventTimer:
-    """The backend for ``device_type``: CUDA events on ``"cuda"``, the host clock elsewhere."""
-    return CudaEventTimer() if device_type == "cuda" else HostTimer()
+def make_timer(device_type: str, mode: str = "auto") -> HostTimer | CudaEventTimer | None:
+    """The device-timer backend.
+
+    Args:
+        device_type: ``"cuda"``, ``"cpu"``, ...
+        mode: ``"auto"``: CUDA events on a GPU, none elsewhere (where the host *is* the device, the
+            phase accounting already holds the device time); ``"events"``: CUDA events;
+            ``"host"``: the host clock on any device; ``"off"``: none.
+    """
+    if mode == "off" or (mode == "auto" and device_type != "cuda"):
+        return None
+    if mode == "host":
+        return HostTimer()
+    return CudaEventTimer()

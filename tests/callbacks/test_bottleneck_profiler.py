@@ -202,6 +202,7 @@ def test_unwritable_directory_fails_at_setup(tmp_path) -> None:
         ({"formats": []}, "formats=\\[\\] must be a non-empty list"),
         ({"filename": "a/b"}, "filename='a/b' must be a plain file name"),
         ({"trace_max_mb": 0}, "trace_max_mb=0 must be > 0"),
+        ({"device_timing": "gpu"}, "device_timing='gpu' must be one of 'auto', 'events', 'host', 'off'"),
     ],
 )
 def test_bad_input(kwargs: dict[str, Any], match: str) -> None:
@@ -216,6 +217,10 @@ def test_device_time_on_cpu_and_quiet_hooks(tmp_path) -> None:
 
     profiler, _ = _fit(tmp_path, Hooked(n_loader=80))
     device = profiler.report["device_time"]
+    phases = profiler.report["phases"]
+    assert device == {k: phases[k]["seconds"] for k in ("forward", "backward", "optimizer_step")}
+    timed, _ = _fit(tmp_path / "host", Hooked(n_loader=80), device_timing="host")
+    device = timed.report["device_time"]  # the timer code path, with the host clock as backend
     assert device["forward"] > 0 and device["backward"] > 0 and device["optimizer_step"] > 0
     phases = profiler.report["phases"]
     # an overridden hook is timed by name; an empty default one is not

@@ -70,5 +70,7 @@ def test_cuda_timer_drops_marks_when_the_gpu_lags_instead_of_waiting() -> None:
 
 
 def test_backend_choice() -> None:
-    assert isinstance(make_timer("cpu"), HostTimer)
-    assert isinstance(make_timer("mps"), HostTimer)
+    assert make_timer("cpu") is None  # the host phase times are the device times
+    assert isinstance(make_timer("cpu", "host"), HostTimer)
+    assert make_timer("cuda", "off") is None
+    assert isinstance(make_timer("cuda", "host"), HostTimer)
