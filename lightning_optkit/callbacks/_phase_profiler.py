@@ -51,11 +51,13 @@ class _Contexts(dict):
         super().__init__()
         self._profiler = profiler
 
-    def __missing__(self, name: str) -> _Action | _Quiet:
+    def __missing__(self, name: str) -> Any:
         profiler = self._profiler
-        if not profiler.forwards and profiler.accountant.is_transparent(name):
-            context: _Action | _Quiet = _QUIET
-        else:
+        context: Any = None
+        if not profiler.forwards:
+            # nothing to forward: a quiet action costs two empty calls, a timed one its accounting
+            context = _QUIET if profiler.accountant.is_transparent(name) else profiler.accountant.context(name)
+        if context is None:
             context = _Action(profiler, name)
         self[name] = context
         return context

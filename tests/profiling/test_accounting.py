@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.phases import CATEGORIES, ActionClassifier
 from lightning_optkit.profiling.series import BoundedSeries, LogHistogram, Timeline
@@ -197,3 +199,38 @@ def test_device_timer_is_marked_where_the_compute_slot_changes() -> None:
     assert timer.marks == []
     step()
     assert timer.marks == [3, 0, -1, 0, 3, 1, 3, -1]
+
+
+def test_contexts_account_exactly_like_start_and_stop() -> None:
+    def run(use_contexts: bool) -> list[int]:
+        clock = Clock()
+        acct = PhaseAccountant(ActionClassifier(), clock=clock)
+
+        def action(name: str, ns: int, inner: Callable[[], None] | None = None) -> None:
+            context = acct.context(name) if use_contexts else None
+            if context is None:
+                acct.start(name)
+            else:
+                context.__enter__()
+            clock.tick(ns)
+            if inner is not None:
+                inner()
+            if context is None:
+                acct.stop(name)
+            else:
+                context.__exit__(None, None, None)
+
+        for _ in range(3):
+            action(FETCH, 100)
+            clock.tick(10)
+            acct.start("run_training_batch")
+            action(FORWARD, 300, lambda: action(HOOK, 20))
+            action(BACKWARD, 500)
+            acct.stop("run_training_batch")
+            action("[LightningModule]M.on_validation_model_eval", 50)
+            clock.tick(70)
+        acct.finish()
+        assert acct.context("run_training_batch") is None
+        return list(acct.run_ns)
+
+    assert run(True) == run(False)
