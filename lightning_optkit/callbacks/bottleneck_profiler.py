@@ -382,6 +382,7 @@ class BottleneckProfiler(Callback):
                 render.print_console(self.report)
     def _device_seconds(self) -> dict[str, float]:
         if self._timer is not None:
+            self._timer.poll()  # after the one end-of-fit synchronisation every event is readable
             return {k: v for k, v in self._timer.totals().items() if v}
         # no separate device clock: the host is the device, its phase times are the device times
         phases = self.accountant.phase_seconds()

@@ -261,3 +261,40 @@ def test_resume_from_checkpoint_with_the_profiler(tmp_path) -> None:
     resumed = make_trainer(callbacks=[again], limit_train_batches=10, max_epochs=2)
     resumed.fit(TinyModel(n_loader=80), ckpt_path=ckpt)
     assert again.report["steps_measured"] == 8
+
+
+@pytest.mark.gpu
+def test_cuda_run_uses_events_and_the_allocator(tmp_path) -> None:
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=10, accelerator="cuda", deterministic=False)
+    trainer.fit(TinyModel(n_loader=80))
+    report = profiler.report
+    assert report["memory"]["kind"] == "cuda_allocated"
+    assert report["device"]["type"] == "cuda" and report["device"]["capability"]
+    assert report["device_time"]["forward"] > 0
+
+
+def test_event_timer_path_with_fake_cuda_events(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    class Event:
+        """Completes at once (a GPU that keeps up); times from the host clock."""
+
+        def __init__(self, enable_timing: bool = False) -> None:
+            self.t = 0.0
+
+        def record(self) -> None:
+            self.t = time.perf_counter()
+
+        def query(self) -> bool:
+            return True
+
+        def elapsed_time(self, other: "Event") -> float:
+            return (other.t - self.t) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: pytest.fail("no synchronisation expected on CPU"))
+    profiler, _ = _fit(tmp_path, device_timing="events")
+    device = profiler.report["device_time"]
+    assert device["forward"] > 0 and device["backward"] > 0 and device["optimizer_step"] > 0
+    assert profiler._timer.dropped == 0
