@@ -298,3 +298,17 @@ def test_event_timer_path_with_fake_cuda_events(tmp_path, monkeypatch: pytest.Mo
     device = profiler.report["device_time"]
     assert device["forward"] > 0 and device["backward"] > 0 and device["optimizer_step"] > 0
     assert profiler._timer.dropped == 0
+
+
+def test_failure_before_the_first_step_still_reports(tmp_path) -> None:
+    class NoOptimizer(TinyModel):
+        def configure_optimizers(self):  # type: ignore[override]
+            raise RuntimeError("no optimizer today")
+
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=4)
+    with pytest.raises(RuntimeError, match="no optimizer today"):
+        trainer.fit(NoOptimizer())
+    report = json.loads((tmp_path / "bottlenecks.json").read_text())
+    assert report["steps_measured"] == 0 and report["findings"] == []
+    assert isinstance(trainer.profiler, PassThroughProfiler)
