@@ -319,6 +319,12 @@ def main() -> None:
         print(f"{s}: reaches every target: {'yes' if reached_all[s] else 'NO'}; beats every anchor "
               f"on the score: {'yes' if beats else 'NO'}; never slower than 2x the best: "
               f"{'yes' if worst[s] <= 2.0 else 'NO'}")
+    best_anchor = min(anchors, key=geo.get)
+    for s in [s for s in strategies if s.startswith("auto_")]:
+        print(f"RATIO time_to_target_{s} steps-to-target score {geo[s]:.2f} vs best anchor {best_anchor} "
+              f"{geo[best_anchor]:.2f} = {geo[s] / geo[best_anchor]:.3f} (target < 1; worst task "
+              f"{worst[s]:.2f}x the best, target <= 2; every target reached: "
+              f"{'yes' if reached_all[s] else 'NO'})")
 
 
 if __name__ == "__main__":
