@@ -16,7 +16,9 @@ from typing import Any
 
 __all__ = ["main", "build_parser", "horizon_of"]
 
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+_AddArgs = Callable[[argparse.ArgumentParser], None]
+_Run = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[_AddArgs, _Run]] = {}
 
 
 def _command(name: str, add_args: Callable[[argparse.ArgumentParser], None]):
@@ -49,7 +51,8 @@ def horizon_of(trainer: Any, num_batches: float) -> tuple[int | None, int | None
             num_batches = min(num_batches, limit)
         elif limit is not None:
             num_batches = int(num_batches * limit)
-    per_epoch = None if math.isinf(num_batches) else max(1, math.ceil(num_batches / trainer.accumulate_grad_batches))
+    accumulate = trainer.accumulate_grad_batches
+    per_epoch = None if math.isinf(num_batches) else max(1, math.ceil(num_batches / accumulate))
     max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
     candidates = []
     if max_steps is not None and max_steps != -1:

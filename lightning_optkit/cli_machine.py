@@ -28,7 +28,9 @@ def _mlp(width: int, device: torch.device) -> nn.Module:
                          nn.Linear(width, 10)).to(device)
 
 
-def time_precision(precision: str, *, width: int, batch: int, steps: int, device: torch.device) -> Measurement:
+def time_precision(
+    precision: str, *, width: int, batch: int, steps: int, device: torch.device
+) -> Measurement:
     """Median step time (forward, backward, AdamW step) of the reference MLP in ``precision``."""
     torch.manual_seed(0)
     model = _mlp(width, device)

@@ -1,4 +1,5 @@
-"""What WarmupDecay reports: LR metric names, the resolved-schedule table and fit-start traps."""
+"""WarmupDecay's helpers: LR metric names, the resolved-schedule table, fit-start traps, the
+preview, and the step post-hook that counts applied updates."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from typing import Any, Optional
 
 import torch
 
+from lightning_optkit.schedule_plan import ScheduleSpec, preview_rows, resolve_schedule
 from lightning_optkit.schedules import Schedule
 
-__all__ = ["lr_metrics", "schedule_rows", "format_schedule", "trap_warnings"]
+__all__ = [
+    "lr_metrics",
+    "schedule_rows",
+    "format_schedule",
+    "trap_warnings",
+    "preview_curves",
+    "count_applied",
+    "check_choice",
+]
+
+_APPLIED = "optkit_applied_updates"  # the optimizer's own count of applied updates
 
 
 @dataclass
@@ -94,3 +106,46 @@ def trap_warnings(all_driven: list[_Driven], trainer: Any) -> list[str]:
                 f" the floor for the remaining {max_steps - d.total} steps."
             )
     return messages
+
+
+def preview_curves(
+    specs: list[ScheduleSpec],
+    bases: list[float],
+    labels: list[str],
+    *,
+    total: int,
+    steps_per_epoch: Optional[int],
+    beta2: float,
+    path: Optional[str],
+    max_rows: int,
+) -> list[dict[str, float]]:
+    """The preview table of ``specs`` over ``total`` steps, and optionally a PNG of the curves."""
+    schedules, warmups = [], []
+    for spec in specs:
+        schedule, warmup = resolve_schedule(spec, total=total, steps_per_epoch=steps_per_epoch, beta2=beta2)
+        schedules.append(schedule)
+        warmups.append(warmup)
+    rows = preview_rows(schedules, bases, labels, total=total, marks=tuple(warmups), max_rows=max_rows)
+    if path:
+        from lightning_optkit.plots import plot_lr_curves
+
+        horizon = range(0, total + max(1, total // 20))
+        dense = [(s, [b * f(s) for f, b in zip(schedules, bases)]) for s in horizon]
+        marks = [(w, "warm-up end") for w in sorted(set(warmups)) if w > 0] + [(total, "horizon")]
+        plot_lr_curves(dense, labels, path, title="Learning-rate schedule (preview)", marks=marks)
+    return rows
+
+
+def count_applied(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Step post-hook: count an applied update (a fused step that found inf/nan was skipped)."""
+    found_inf = getattr(optimizer, "found_inf", None)
+    if isinstance(found_inf, torch.Tensor) and bool(found_inf.item()):
+        return
+    group = optimizer.param_groups[0]
+    group[_APPLIED] = group.get(_APPLIED, 0) + 1
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, allowed))}")

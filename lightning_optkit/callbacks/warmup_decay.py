@@ -18,24 +18,21 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_optkit._shared import record_decision, skipped_updates
 from lightning_optkit.callbacks._warmup_decay_report import (
+    _APPLIED,
     _Driven,
+    check_choice,
+    count_applied,
     format_schedule,
     lr_metrics,
+    preview_curves,
     schedule_rows,
     trap_warnings,
 )
 from lightning_optkit.durations import parse_duration
-from lightning_optkit.schedule_plan import (
-    ScheduleSpec,
-    late_group_factor,
-    preview_rows,
-    resolve_schedule,
-    resolve_total,
-)
+from lightning_optkit.schedule_plan import ScheduleSpec, late_group_factor, resolve_schedule, resolve_total
 
 __all__ = ["WarmupDecay"]
 
-_APPLIED = "optkit_applied_updates"  # the optimizer's own count of applied updates
 _ATTEMPTS = "optkit_updates"  # the optimizer's own count of updates (several optimizers)
 _START = "optkit_start_step"  # the step at which a param group joined
 _HISTORY_POINTS = 4096
@@ -127,8 +124,8 @@ class WarmupDecay(Callback):
             str(key): self.spec.with_overrides(value, where=f"groups[{key!r}]")
             for key, value in (groups or {}).items()
         }
-        _check_choice("count", count, ("all", "applied"))
-        _check_choice("horizon_change", horizon_change, ("continue", "stretch"))
+        check_choice("count", count, ("all", "applied"))
+        check_choice("horizon_change", horizon_change, ("continue", "stretch"))
         if optimizers is not None and any(not isinstance(i, int) or i < 0 for i in optimizers):
             raise ValueError(f"optimizers={optimizers!r} must be a list of optimizer indices >= 0")
         if logging_interval is not None and logging_interval < 1:
@@ -254,22 +251,9 @@ class WarmupDecay(Callback):
         if total is None:
             raise ValueError("preview needs total_steps (or WarmupDecay(total=<steps>)) to know the horizon")
         self._matched = set()
-        schedules, warmups = [], []
-        for j, name in enumerate(labels):
-            schedule, warmup = resolve_schedule(
-                self._spec_for(0, j, name), total=total, steps_per_epoch=steps_per_epoch, beta2=beta2
-            )
-            schedules.append(schedule)
-            warmups.append(warmup)
-        rows = preview_rows(schedules, bases, labels, total=total, marks=tuple(warmups), max_rows=max_rows)
-        if path:
-            from lightning_optkit.plots import plot_lr_curves
-
-            horizon = range(0, total + max(1, total // 20))
-            dense = [(s, [b * f(s) for f, b in zip(schedules, bases)]) for s in horizon]
-            marks = [(w, "warm-up end") for w in sorted(set(warmups)) if w > 0] + [(total, "horizon")]
-            plot_lr_curves(dense, labels, path, title="Learning-rate schedule (preview)", marks=marks)
-        return rows
+        specs = [self._spec_for(0, j, name) for j, name in enumerate(labels)]
+        return preview_curves(specs, bases, labels, total=total, steps_per_epoch=steps_per_epoch,
+                              beta2=beta2, path=path, max_rows=max_rows)
 
     # ------------------------------------------------------------------ internals
     def _indices(self, trainer: pl.Trainer) -> list[int]:
@@ -305,7 +289,7 @@ class WarmupDecay(Callback):
         for j, group in enumerate(optimizer.param_groups):
             self._add_group(driven, j, group, saved_lrs, saved_wds, start=0)
         if self.count == "applied":
-            driven.hook = optimizer.register_step_post_hook(_count_applied)
+            driven.hook = optimizer.register_step_post_hook(count_applied)
         return driven
 
     def _add_group(self, driven: _Driven, j: int, group: dict, saved_lrs: list, saved_wds: list,
@@ -413,17 +397,3 @@ class WarmupDecay(Callback):
         record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
         if self.verbose:
             rank_zero_info(format_schedule(rows))
-
-
-def _count_applied(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Step post-hook: count an applied update (a fused step that found inf/nan was skipped)."""
-    found_inf = getattr(optimizer, "found_inf", None)
-    if isinstance(found_inf, torch.Tensor) and bool(found_inf.item()):
-        return
-    group = optimizer.param_groups[0]
-    group[_APPLIED] = group.get(_APPLIED, 0) + 1
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, allowed))}")
