@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import Logger
 
 from lightning_optkit.precision.hardware import HardwareFacts
+from tests.helpers.lr_recorder import MemoryLogger
 from tests.helpers.models import TinyModel
 
 __all__ = [
@@ -103,27 +103,19 @@ class StepRecorder(Callback):
         self.phases.append(current_search_phase(trainer))
 
 
-class RecordingLogger(Logger):
-    """Keeps every ``log_metrics`` and ``log_hyperparams`` call."""
+class RecordingLogger(MemoryLogger):
+    """Keeps every ``log_metrics`` call (as ``metrics``) and every ``log_hyperparams`` call."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.metrics: list[tuple[int | None, dict[str, float]]] = []
         self.hparams_calls: list[dict[str, Any]] = []
 
     @property
-    def name(self) -> str:
-        return "recording"
-
-    @property
-    def version(self) -> int:
-        return 0
+    def metrics(self) -> list[tuple[int | None, dict[str, float]]]:
+        return self.calls
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         self.hparams_calls.append(dict(params) if isinstance(params, dict) else dict(vars(params)))
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.metrics.append((step, dict(metrics)))
 
 
 class Amplify(torch.nn.Module):
