@@ -238,12 +238,20 @@ def resolve_schedule(
                 " or WarmupDecay(total=<steps>), or use a shape that needs no horizon ('constant',"
                 " 'inverse_sqrt', 'exponential', 'step')"
             ) from None
-    if warmup >= total:
+    if warmup > total:
         raise ValueError(
-            f"{where}warmup={spec.warmup} is {warmup} steps, not shorter than the schedule's"
-            f" {total} steps; use a shorter warm-up (a share such as '5%' adapts to the run) or a"
-            " longer total"
+            f"{where}warmup={spec.warmup} is {warmup} steps, longer than the schedule's {total}"
+            " steps; use a shorter warm-up (a share such as '5%' adapts to the run) or a longer total"
         )
+    if warmup == total:
+        warnings.warn(
+            f"{where}warmup={spec.warmup} is as long as the schedule ({total} steps): it would never"
+            f" decay; warming up for {max(total - 1, 0)} steps so the last update reaches the peak."
+            " Use a shorter warm-up (such as '5%') for a decay phase.",
+            UserWarning,
+            stacklevel=2,
+        )
+        warmup = max(total - 1, 0)
     try:
         return spec.build(warmup_steps=warmup, total_steps=total, defaults=defaults), warmup
     except ValueError as err:

@@ -114,11 +114,11 @@ class WarmupDecay(Callback):
         if (
             self.total is not None and self.total.unit == "steps"
             and not isinstance(self.spec.warmup, str) and self.spec.warmup.unit == "steps"
-            and self.spec.warmup.value >= self.total.value
+            and self.spec.warmup.value > self.total.value
         ):
             raise ValueError(
-                f"warmup={warmup!r} is not shorter than total={total!r}; use a warm-up shorter than"
-                " the schedule, or a share such as '5%'"
+                f"warmup={warmup!r} is longer than total={total!r}; use a warm-up shorter than the"
+                " schedule, or a share such as '5%'"
             )
         self.group_specs = {
             str(key): self.spec.with_overrides(value, where=f"groups[{key!r}]")

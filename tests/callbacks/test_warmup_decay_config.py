@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
         (dict(warmup=True), r"warmup=True is not a duration"),
         (dict(total=0), r"total=0 must be at least 1"),
         (dict(total="7xx"), r"total='7xx' does not parse"),
-        (dict(warmup=10, total=10), r"warmup=10 is not shorter than total=10"),
+        (dict(warmup=11, total=10), r"warmup=11 is longer than total=10"),
         (dict(decay="cosine_annealing"), r"cosine_restarts"),
         (dict(warmup_shape="log"), r"warmup_shape='log'.*linear"),
         (dict(min_lr_ratio=1.5), r"min_lr_ratio=1.5 must lie in \[0, 1\]"),
@@ -98,8 +98,19 @@ def test_epoch_warmup_on_iterable_dataset_fails_at_fit_start() -> None:
 
 def test_resolved_warmup_longer_than_run_fails_at_fit_start() -> None:
     trainer = make_trainer(max_epochs=1, callbacks=[WarmupDecay(warmup="2ep", verbose=False)])
-    with pytest.raises(MisconfigurationException, match=r"not shorter than the schedule's 8 steps"):
+    with pytest.raises(MisconfigurationException, match=r"is 16 steps, longer than the schedule's 8 steps"):
         trainer.fit(TinyModel())
+
+
+def test_warmup_as_long_as_the_run_warns_at_fit_start() -> None:
+    from tests.helpers.lr_recorder import LRRecorder
+
+    callback, recorder = WarmupDecay(warmup="1ep", min_lr_ratio=0.1, verbose=False), LRRecorder()
+    trainer = make_trainer(max_epochs=1, callbacks=[callback, recorder])
+    with pytest.warns(UserWarning, match=r"warmup=1ep is as long as the schedule \(8 steps\)"):
+        trainer.fit(TinyModel())
+    assert callback._driven[0].warmups == [7, 7]
+    assert recorder.lrs()[-1] == [1e-2, 1e-2]  # the last update reaches the peak
 
 
 def test_auto_warmup_longer_than_run_warns_and_shortens() -> None:
