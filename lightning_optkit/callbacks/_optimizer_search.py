@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_optkit._shared import set_search_phase
+from lightning_optkit._shared import current_search_phase, set_search_phase
 from lightning_optkit.callbacks._search_steps import batch_source, make_step, reset_metrics
 from lightning_optkit.optim.choice import Choice
 from lightning_optkit.optim.groups import describe_groups
@@ -36,6 +36,7 @@ def run_search(self: Any, trainer: pl.Trainer, module: pl.LightningModule) -> No
     cands, self._pending = list(self._pending), []
     choice = self.choice
     t0 = time.perf_counter()
+    previous_phase = current_search_phase(trainer)
     set_search_phase(trainer, "optimizer_race")
     try:
         step = make_step(trainer, module)
@@ -90,7 +91,7 @@ def run_search(self: Any, trainer: pl.Trainer, module: pl.LightningModule) -> No
             trainer.strategy.optimizers = [self._build(module, choice)]
         choice.overhead_steps = spent
     finally:
-        set_search_phase(trainer, None)
+        set_search_phase(trainer, previous_phase)
         reset_metrics(module)
     spent_seconds = time.perf_counter() - t0
     self.choice.overhead_seconds = round(self.choice.overhead_seconds + spent_seconds, 3)

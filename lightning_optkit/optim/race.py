@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RacePlan", "plan_race", "is_diverged", "paired_gap", "clearly_worse", "RaceBook"]
+__all__ = ["RacePlan", "plan_race", "is_diverged", "is_exploded", "paired_gap", "clearly_worse", "RaceBook"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,20 @@ def is_diverged(losses: list[float], factor: float = 4.0, smoothing: float = 0.5
     return ema > bound and ema > first + 1e-8
 
 
+def is_exploded(losses: list[float], factor: float = 50.0) -> bool:
+    """Whether a loss curve blew up: a non-finite loss, or the last above ``factor`` x the first.
+
+    Unlike :func:`is_diverged` this cannot be caused by a few hard batches, so it drops a
+    candidate at once; a merely rising curve is judged against the other candidates at the end of
+    the rung (:meth:`RaceBook.check_divergence`).
+    """
+    if not losses:
+        return False
+    if any(not math.isfinite(v) for v in losses):
+        return True
+    return abs(losses[-1]) > factor * max(abs(losses[0]), 1e-12)
+
+
 def paired_gap(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean of ``a - b`` over paired steps and its standard error."""
     n = min(len(a), len(b))
@@ -119,12 +133,36 @@ class RaceBook:
         self.alive = list(self.labels)
 
     def record(self, label: str, loss: float) -> bool:
-        """Add one step's loss; return ``False`` (and drop the candidate) if it diverged."""
+        """Add one step's loss; return ``False`` (and drop the candidate) if it blew up."""
         self.curves[label].append(float(loss))
-        if is_diverged(self.curves[label]):
+        if is_exploded(self.curves[label]):
             self.drop(label, f"diverged at step {len(self.curves[label])} (loss {loss:.4g})")
             return False
         return True
+
+    def check_divergence(self) -> list[str]:
+        """At the end of a rung, drop survivors whose loss rose far above their start.
+
+        A rise counts only against the other candidates on the same batches: when every survivor
+        rose alike (hard batches, a noisy task), none is dropped; otherwise a risen curve is dropped
+        when it also sits clearly above the best survivor's.
+        """
+        risen = [c for c in self.alive if is_diverged(self.curves[c])]
+        calm = [c for c in self.alive if c not in risen]
+        if not risen:
+            return []
+        if calm:
+            out = risen
+        else:
+            def level(c: str) -> float:
+                tail = self.curves[c][-max(4, len(self.curves[c]) // 2):]
+                return sum(tail) / len(tail)
+            best = min(level(c) for c in risen)
+            out = [c for c in risen if level(c) > 2.0 * best]
+        for c in out:
+            self.drop(c, f"diverged by step {len(self.curves[c])} (loss {self.curves[c][-1]:.4g}, "
+                         f"started at {self.curves[c][0]:.4g})")
+        return out
 
     def drop(self, label: str, why: str) -> None:
         """Remove ``label`` from the race."""

@@ -108,6 +108,7 @@ def run_race(
             else:
                 states.pop(label, None)
                 optimizers[label] = None  # type: ignore[assignment]
+        book.check_divergence()
         book.rung(width=min(window, rung_end - done))
         done = rung_end
         if len(book.alive) <= 1:

@@ -223,6 +223,8 @@ class AutoPrecision(Precision):
         trainer = trainer if trainer is not None else self._trainer()
         if trainer is None:
             return
+        if current_search_phase(trainer) not in (None, "precision_probe"):
+            return  # another component's search (the optimizer race) runs: decide on real steps
         if self.facts is None:  # a strategy that never called convert_module
             self.convert_module(trainer.lightning_module)
         self._started = True

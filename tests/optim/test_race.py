@@ -116,3 +116,24 @@ def test_run_race_all_diverged_restores_the_start() -> None:
     book, winner, opt = run_race(model, ["a", "b"], builders, step, next_batch, plan_race(2, 16))
     assert winner is None and opt is None and not book.alive
     assert torch.equal(model.weight, start["weight"])
+
+
+def test_hard_batches_that_lift_every_candidate_are_not_divergence() -> None:
+    """Small-batch regression: per-batch losses swing 10x; both candidates see the same batches."""
+    book = _book(["a", "b"])
+    batch_scale = [4.8, 2.3, 13.0, 38.0, 10.0, 8.5, 17.0, 3.5]
+    for label, skill in (("a", 1.0), ("b", 1.1)):
+        for scale in batch_scale:
+            assert book.record(label, skill * scale)  # no explosion: nobody is dropped at once
+    assert is_diverged(book.curves["a"]) and is_diverged(book.curves["b"])
+    assert book.check_divergence() == [] and book.alive == ["a", "b"]
+
+
+def test_a_rising_candidate_is_dropped_at_the_end_of_the_rung() -> None:
+    book = _book(["calm", "rising"])
+    for i in range(8):
+        book.record("calm", 1.0 - 0.05 * i)
+        book.record("rising", 1.0 + 1.5 * i)  # 11.5 at the end: risen, but not exploded
+    assert book.alive == ["calm", "rising"]
+    assert book.check_divergence() == ["rising"]
+    assert book.alive == ["calm"] and "diverged by step 8" in book.dropped["rising"]
