@@ -121,7 +121,7 @@ def test_run_race_all_diverged_restores_the_start() -> None:
 def test_hard_batches_that_lift_every_candidate_are_not_divergence() -> None:
     """Small-batch regression: per-batch losses swing 10x; both candidates see the same batches."""
     book = _book(["a", "b"])
-    batch_scale = [4.8, 2.3, 13.0, 38.0, 10.0, 8.5, 17.0, 3.5]
+    batch_scale = [4.8, 2.3, 13.0, 38.0, 30.0]
     for label, skill in (("a", 1.0), ("b", 1.1)):
         for scale in batch_scale:
             assert book.record(label, skill * scale)  # no explosion: nobody is dropped at once
