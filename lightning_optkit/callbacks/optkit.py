@@ -48,6 +48,14 @@ def format_decisions(decisions: dict[str, dict[str, Any]]) -> str:
         for key in ("choice", "chosen", "precision", "optimizer", "lr", "kernel", "count"):
             if key in summary and not isinstance(summary[key], (dict, list)):
                 lines.append(f"    {key}: {summary[key]}")
+        race = summary.get("race")
+        if isinstance(race, dict) and race.get("curves"):
+            dropped = race.get("dropped") or {}
+            lines.append(
+                f"    race: {len(race['curves'])} candidates, winner {race.get('winner')},"
+                f" losers' cost {race.get('loser_steps', '?')} steps"
+                + (f", dropped {', '.join(dropped)}" if dropped else "")
+            )
         for group in summary.get("groups", [])[:8]:
             if isinstance(group, dict) and "warmup_steps" in group:
                 floor = group.get("floor_lr")
