@@ -14,7 +14,7 @@ from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.html import to_html
 from lightning_optkit.profiling.measurements import Measurements
 
-__all__ = ["share_metrics", "batch_size_of", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
+__all__ = ["share_metrics", "batch_size_of", "device_seconds", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
 
 
 def _source(fn: Any) -> str:
@@ -165,3 +165,13 @@ def write_files(report: dict[str, Any], dirpath: str, filename: str, formats: Se
         files.write_atomic(path, renderers[fmt](report))
         paths.append(path)
     return paths
+
+
+def device_seconds(timer: Any, accountant: Any) -> dict[str, float]:
+    """Forward/backward/optimizer seconds on the device: the device timer's, else the host phase times."""
+    if timer is not None:
+        timer.poll()  # after the one end-of-fit synchronisation every event is readable
+        return {k: v for k, v in timer.totals().items() if v}
+    # no separate device clock: the host is the device, its phase times are the device times
+    phases = accountant.phase_seconds()
+    return {k: phases[k] for k in ("forward", "backward", "optimizer_step") if phases.get(k)}

@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning.pytorch.profilers import PassThroughProfiler, Profiler
 
-from lightning_optkit.profiling.accounting import PhaseAccountant
+from lightning_optkit.profiling.accounting import BatchMarkContext, PhaseAccountant
 
 __all__ = ["PhaseProfiler"]
 
@@ -56,7 +56,13 @@ class _Contexts(dict):
         context: Any = None
         if not profiler.forwards:
             # nothing to forward: a quiet action costs two empty calls, a timed one its accounting
-            context = _QUIET if profiler.accountant.is_transparent(name) else profiler.accountant.context(name)
+            accountant = profiler.accountant
+            if accountant.is_transparent(name):
+                context = _QUIET
+            elif accountant.is_batch_mark(name):
+                context = BatchMarkContext(accountant)
+            else:
+                context = accountant.context(name)
         if context is None:
             context = _Action(profiler, name)
         self[name] = context

@@ -19,7 +19,7 @@ def install_timed_log(module: pl.LightningModule, accountant: PhaseAccountant) -
     Remove it with ``module.__dict__.pop("log")`` (only if it is still the one installed).
     """
     original_log = module.log
-    start, stop = accountant.start_logging, accountant.stop_logging
+    start, stop = accountant.start_logging, accountant.leave
 
     def timed_log(*args: Any, **kwargs: Any) -> None:
         start()

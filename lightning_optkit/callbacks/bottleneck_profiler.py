@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_optkit import _shared
 from lightning_optkit.callbacks._bottleneck_report import (
     batch_size_of,
+    device_seconds,
     memory_summary,
     phase_locations,
     quiet_actions,
@@ -38,6 +39,7 @@ from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, g
 from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import measurements_from, rank_summary
+from lightning_optkit.profiling.options import check_options
 from lightning_optkit.profiling.phases import ActionClassifier
 from lightning_optkit.profiling.report import build_report
 from lightning_optkit.profiling.rules import diagnose
@@ -55,12 +57,6 @@ from lightning_optkit.profiling.timers import make_timer
 __all__ = ["BottleneckProfiler"]
 
 Format = Literal["json", "md", "html"]
-_FORMATS = ("json", "md", "html")
-
-
-def _positive(name: str, value: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer; {hint}")
 
 
 class BottleneckProfiler(Callback):
@@ -106,24 +102,10 @@ class BottleneckProfiler(Callback):
         device_timing: Literal["auto", "events", "host", "off"] = "auto",
     ) -> None:
         super().__init__()
-        _positive("sample_every_n_steps", sample_every_n_steps, "take a sample every 25 steps, for example")
-        _positive("sync_every_n_steps", sync_every_n_steps, "gather rank summaries every 200 steps, for example")
-        _positive("timeline_points", timeline_points, "96 points draw a readable chart")
-        for name, value in (("warmup_steps", warmup_steps), ("deep_window_steps", deep_window_steps),
-                            ("deep_window_start", deep_window_start)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}={value!r} must be an integer >= 0 (deep_window_steps=0 turns the window off)")
-        if not isinstance(formats, (list, tuple)) or not formats:
-            raise ValueError(f"formats={formats!r} must be a non-empty list of {list(_FORMATS)}")
-        unknown = [f for f in formats if f not in _FORMATS]
-        if unknown:
-            raise ValueError(f"formats={list(formats)!r} holds unknown format(s) {unknown}; choose from {list(_FORMATS)}")
-        if not filename or os.sep in filename:
-            raise ValueError(f"filename={filename!r} must be a plain file name such as 'bottlenecks'")
-        if device_timing not in ("auto", "events", "host", "off"):
-            raise ValueError(f"device_timing={device_timing!r} must be one of 'auto', 'events', 'host', 'off'")
-        if not trace_max_mb > 0:
-            raise ValueError(f"trace_max_mb={trace_max_mb!r} must be > 0, such as 50")
+        check_options(filename=filename, formats=formats, sample_every_n_steps=sample_every_n_steps,
+                      sync_every_n_steps=sync_every_n_steps, timeline_points=timeline_points,
+                      warmup_steps=warmup_steps, deep_window_steps=deep_window_steps,
+                      deep_window_start=deep_window_start, device_timing=device_timing, trace_max_mb=trace_max_mb)
         self.dirpath = dirpath
         self.filename = filename
         self.formats = tuple(formats)
@@ -163,7 +145,12 @@ class BottleneckProfiler(Callback):
                                       quiet=quiet_actions(trainer, pl_module, exclude=self))
         self.accountant = PhaseAccountant(classifier, self._step_kind, timeline_points=self.timeline_points)
         self.accountant.on_step_end = self._on_step_end
-        self._batches = 0
+        # batches ended: Lightning's own counter, from train start (after a restore); the per-batch hooks
+        # are set to None (Lightning skips them) on batches without work
+        self._progress: Any = None
+        self._offset, self._next_sample, self._end_hook_off = 0, 1, False
+        self.__dict__.pop("on_train_batch_start", None)
+        self.__dict__.pop("on_train_batch_end", None)
         self._saves = 0
         self._bs_sum = 0.0
         self._bs_n = 0
@@ -175,8 +162,9 @@ class BottleneckProfiler(Callback):
         self._dynamo: Any = None
         self._world = 1
         # steps before which on_train_batch_end has nothing to do (samples, gathers, probes)
-        self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
-        self._busy_until = max(self._flop_step() + 1, self.deep_window_start + self.deep_window_steps, 1)
+        self._every = self.sample_every_n_steps
+        window_end = self.deep_window_start + self.deep_window_steps if self.deep_window_steps else 0
+        self._busy_until = max(self._flop_step() + 1, window_end, 1)
         self._next_check = 1
         self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
@@ -217,6 +205,9 @@ class BottleneckProfiler(Callback):
             self._flops.close()
         restore_optimizers(self._optimizers)
         self._optimizers = []
+        self.__dict__.pop("on_train_batch_start", None)
+        self.__dict__.pop("on_train_batch_end", None)
+        self._end_hook_off = False
 
     def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
         wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers)
@@ -228,11 +219,17 @@ class BottleneckProfiler(Callback):
             step = self.deep_window_start + self.deep_window_steps
         return step
 
+    def _ended(self) -> int:
+        """Training batches ended so far in this fit."""
+        progress = self._progress
+        return 0 if progress is None else progress.completed - self._offset
+
     def _step_kind(self) -> str | None:
         search = _shared.current_search_phase(self._trainer)
         if search is not None:
             return search
-        index = self._batches
+        progress = self._progress
+        index = 0 if progress is None else progress.completed - self._offset
         if index >= self._busy_until:  # past warm-up, FLOP count and deep window
             return None
         if index < self.warmup_steps:
@@ -244,9 +241,13 @@ class BottleneckProfiler(Callback):
         return None
 
     def _on_step_end(self, seconds: float, kind: str | None) -> None:
+        # the next batch to end is the one that just started: switch its end hook on when it has work
+        if self._end_hook_off and self._ended() + 1 >= self._next_check:
+            self._end_hook_off = False
+            self.__dict__.pop("on_train_batch_end", None)
         counters = self._dynamo
         if counters is not None:
-            graphs = counters["stats"]["unique_graphs"]
+            graphs = counters["stats"].get("unique_graphs", 0)  # a plain lookup (no Counter.__missing__)
             if graphs != self._graphs:
                 self._graphs = graphs
                 if kind is None:
@@ -257,6 +258,10 @@ class BottleneckProfiler(Callback):
         if not self._active:
             return
         self._dynamo, self._world = dynamo_counters(), trainer.world_size
+        self._progress = trainer.fit_loop.epoch_loop.batch_progress.total
+        self._offset = self._progress.completed
+        if self._world > 1:
+            self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
         self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type,
                                                                 self.device_timing)
         self._wrap_optimizers(trainer)
@@ -267,41 +272,50 @@ class BottleneckProfiler(Callback):
                 f"{self.deep_window_steps}) ends after the run's {int(total)} steps; the window will be cut short. "
                 "Start it earlier or shorten it."
             )
-        self._sample(trainer, batch=None)
+        self._sample(trainer, batch=None, index=0)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if not self._active:
             return
-        index = self._batches
+        index = self._ended()
         if index == 0:
             self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
             self._flops.open(pl_module)
+        if index + 1 >= self._busy_until:
+            self.on_train_batch_start = None  # type: ignore[assignment]  # nothing left to open
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if not self._active:
             return
-        self._batches += 1
-        index = self._batches
+        index = self._ended() + 1
         if index < self._next_check:
             return
         self._next_check = index + 1 if index <= self._busy_until else index - index % self._every + self._every
-        if self._flops is not None and index == self._flops.step + 1:
+        if self._flops is not None and index >= self._flops.step + 1:
             self._flops.close()
         if self._window.active and index >= self._window.start + self._window.steps:
             self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb)
-        if index % self.sample_every_n_steps == 0 or index == 1:
-            self._sample(trainer, batch)
-        if self._world > 1 and index % self.sync_every_n_steps == 0:
-            self._gather(trainer)
+        if index >= self._next_sample:
+            n = self.sample_every_n_steps
+            self._next_sample = index - index % n + n
+            self._sample(trainer, batch, index)
+        if self._world > 1:
+            if index % self.sync_every_n_steps == 0:
+                self._gather(trainer)
+        elif index + 1 < self._next_check:
+            # a single process has nothing to do until the next sample: Lightning skips the hook
+            # until ``_on_step_end`` switches it back on (every rank keeps it under DDP, for the gathers)
+            self._end_hook_off = True
+            self.on_train_batch_end = None  # type: ignore[assignment]
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._saves += 1
 
-    def _sample(self, trainer: pl.Trainer, batch: Any) -> None:
+    def _sample(self, trainer: pl.Trainer, batch: Any, index: int) -> None:
         if self._timer is not None:
             self._timer.poll()
         self._dynamo = dynamo_counters()
@@ -310,7 +324,7 @@ class BottleneckProfiler(Callback):
         alloc = allocator_memory(device)
         value = alloc["allocated"] if alloc else process_rss_bytes()
         if value is not None:
-            self._memory.add(float(self._batches), float(value))
+            self._memory.add(float(index), float(value))
             self._rss_peak = max(self._rss_peak, float(alloc["allocated_peak"] if alloc else value))
         if batch is not None:
             size = batch_size_of(batch)
@@ -332,7 +346,7 @@ class BottleneckProfiler(Callback):
             return
         self.accountant.finish()
         self._close_window()
-        self._sample(trainer, batch=None)
+        self._sample(trainer, batch=None, index=self._ended())
         if trainer.world_size > 1:
             self._gather(trainer)
         self._finalise(trainer, "finished")
@@ -365,7 +379,7 @@ class BottleneckProfiler(Callback):
             recompile_seconds=self._recompile_seconds, graphs=self._graphs - self._graphs_start,
             deep_window=self._window.summary, ranks=ranks, locations=phase_locations(trainer, self.accountant.phases),
             val_check_interval=trainer.val_check_interval,
-            device_seconds=self._device_seconds(),
+            device_seconds=device_seconds(self._timer, self.accountant),
         )
         findings = diagnose(m)
         flops = self._flops.flops if self._flops is not None else None
@@ -380,17 +394,9 @@ class BottleneckProfiler(Callback):
             write_files(self.report, self._resolved_dir, self.filename, self.formats)
             if self.console:
                 render.print_console(self.report)
-    def _device_seconds(self) -> dict[str, float]:
-        if self._timer is not None:
-            self._timer.poll()  # after the one end-of-fit synchronisation every event is readable
-            return {k: v for k, v in self._timer.totals().items() if v}
-        # no separate device clock: the host is the device, its phase times are the device times
-        phases = self.accountant.phase_seconds()
-        return {k: phases[k] for k in ("forward", "backward", "optimizer_step") if phases.get(k)}
-
     def _close_window(self) -> None:
         if self._window.active:
-            done = max(self._batches - self._window.start, 1)
+            done = max(self._ended() - self._window.start, 1)
             self._window.close(self._trace_path() if self.trace else None, self.trace_max_mb, steps_done=done)
 
     def _trace_path(self) -> str:

@@ -10,6 +10,7 @@ run itself (warm-up, a search, a deep profiling window) are accounted separately
 from __future__ import annotations
 
 import time
+from operator import sub as _sub
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +25,15 @@ from lightning_optkit.profiling.phases import (
 )
 from lightning_optkit.profiling.series import LogHistogram, Timeline
 
-__all__ = ["PhaseAccountant", "ActionContext"]
+__all__ = ["PhaseAccountant", "ActionContext", "BatchMarkContext"]
 
 _OTHER = CORE_PHASES.index("other")
 _FETCH = CORE_PHASES.index("data_fetch")
 _LOGGING = CORE_PHASES.index("logging")
 _VALIDATION = CORE_PHASES.index("validation")
 _GC = CORE_PHASES.index("gc")
+#: step times buffered before they are binned into the histogram
+_PENDING_MAX = 64
 #: phase -> slot of the device timer (``timers.SLOTS``): the compute the device does
 _DEVICE_SLOTS = {"forward": 0, "backward": 1, "optimizer_step": 3}
 
@@ -75,7 +78,8 @@ class PhaseAccountant:
         self._step_start = 0
         self._step_kind: str | None = None
         self.steps = 0
-        self.step_times = LogHistogram()
+        self._step_times = LogHistogram()
+        self._pending: list[float] = []  # step times not yet binned (binned in batches, off the per-step path)
         self.log_calls = 0
         self.validation_runs = 0
         self.timeline = Timeline(width=len(CATEGORIES), capacity=timeline_points)
@@ -132,6 +136,15 @@ class PhaseAccountant:
             entry = self._learn(name)
         return ActionContext(self, entry[0], entry[1]) if entry[0] >= 0 else None
 
+    def batch_mark(self) -> None:
+        """``run_training_batch`` starts (the same as ``start("run_training_batch")``, without the lookup)."""
+        if self._batch_ran and not self._stack:
+            now = self.clock()
+            self._acc[self._cur] += now - self._last
+            self._last = now
+            self._boundary(now)
+        self._batch_ran = True
+
     def stop(self, name: str) -> None:
         """The action named ``name`` stops."""
         entry = self._cache.get(name)
@@ -156,15 +169,21 @@ class PhaseAccountant:
             return
         if self._acc is self.run_ns:
             self.log_calls += 1
-        self.enter(_LOGGING)
+        now = self.clock()
+        self._acc[self._cur] += now - self._last
+        self._last = now
+        self._stack.append(self._cur)
+        if self.device_timer is not None and self._slot[_LOGGING] != self._slot[self._cur]:
+            self._device_switch(self._cur, _LOGGING)
+        self._cur = _LOGGING
 
     def stop_logging(self) -> None:
-        """The ``LightningModule.log`` call returns."""
+        """The ``LightningModule.log`` call returns (the same as :meth:`leave`)."""
         self.leave()
 
     def gc_event(self, event: str, info: dict) -> None:
         """A ``gc.callbacks`` hook: full (generation 2) collections are the ``gc`` phase, not the code they interrupt."""
-        if info.get("generation") != 2:
+        if info["generation"] != 2:
             return
         if event == "start":
             self.enter(_GC)
@@ -191,6 +210,13 @@ class PhaseAccountant:
         previous, self._cur = self._cur, self._stack.pop()
         if self.device_timer is not None and self._slot[previous] != self._slot[self._cur]:
             self._device_switch(previous, self._cur)
+
+    def is_batch_mark(self, name: str) -> bool:
+        """Whether ``name`` is the action that marks a training batch (``run_training_batch``)."""
+        entry = self._cache.get(name)
+        if entry is None:
+            entry = self._learn(name)
+        return entry[0] == BATCH_MARK
 
     def is_transparent(self, name: str) -> bool:
         """Whether ``name``'s events change nothing (its time stays with the enclosing phase)."""
@@ -242,7 +268,11 @@ class PhaseAccountant:
         kind = self._step_kind
         if kind is None:
             self.steps += 1
-            self.step_times.add(seconds)
+            pending = self._pending
+            pending.append(seconds)
+            if len(pending) >= _PENDING_MAX:
+                self._step_times.add_many(pending)
+                pending.clear()
         else:
             self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
         self._steps_since_point += 1
@@ -254,13 +284,12 @@ class PhaseAccountant:
     def _close_point(self) -> None:
         seconds = [0.0] * len(CATEGORIES)
         category = self._category
-        snapshot = self._snapshot
         run = self.run_ns
-        for i in range(len(run)):
-            value = run[i]
-            if value != snapshot[i]:
-                seconds[category[i]] += (value - snapshot[i]) * 1e-9
-                snapshot[i] = value
+        # the phases that ran since the last point (a few of them): differences taken in C
+        for i, delta in enumerate(map(_sub, run, self._snapshot)):
+            if delta:
+                seconds[category[i]] += delta * 1e-9
+        self._snapshot[:] = run
         if self.excluded_ns:
             excluded = sum(sum(acc) for acc in self.excluded_ns.values())
             seconds[EXCLUDED_CATEGORY] += (excluded - self._excluded_snapshot) * 1e-9
@@ -279,6 +308,14 @@ class PhaseAccountant:
         if self._steps_since_point:
             self._close_point()
         self._acc = self._pre_ns
+
+    @property
+    def step_times(self) -> LogHistogram:
+        """Histogram of the ordinary steps' times (seconds)."""
+        if self._pending:
+            self._step_times.add_many(self._pending)
+            self._pending.clear()
+        return self._step_times
 
     @property
     def current_kind(self) -> str | None:
@@ -338,3 +375,18 @@ class ActionContext:
         previous, acct._cur = acct._cur, acct._stack.pop()
         if acct.device_timer is not None and acct._slot[previous] != acct._slot[acct._cur]:
             acct._device_switch(previous, acct._cur)
+
+
+class BatchMarkContext:
+    """``with`` body of ``run_training_batch``: marks that a batch ran; its time stays with the enclosing phase."""
+
+    __slots__ = ("_mark",)
+
+    def __init__(self, accountant: PhaseAccountant) -> None:
+        self._mark = accountant.batch_mark
+
+    def __enter__(self) -> None:
+        self._mark()
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

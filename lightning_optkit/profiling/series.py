@@ -37,6 +37,24 @@ class LogHistogram:
             index = min(max(index, 0), len(self.counts) - 1)
         self.counts[index] += 1
 
+    def add_many(self, values: list[float]) -> None:
+        """Record several values in seconds (the same as ``add`` for each, in one call)."""
+        counts, last = self.counts, len(self.counts) - 1
+        log10 = math.log10
+        maximum, total = self.maximum, self.total
+        for seconds in values:
+            total += seconds
+            if seconds > maximum:
+                maximum = seconds
+            if seconds <= 0.0:
+                index = 0
+            else:
+                index = int((log10(seconds) - _LOW_EXP) * _BINS_PER_DECADE)
+                index = 0 if index < 0 else last if index > last else index
+            counts[index] += 1
+        self.maximum, self.total = maximum, total
+        self.count += len(values)
+
     def quantile(self, q: float) -> float:
         """The ``q`` quantile (0..1) in seconds, at the geometric centre of its bin (0 if empty)."""
         if self.count == 0:

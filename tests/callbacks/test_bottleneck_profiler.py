@@ -312,3 +312,28 @@ def test_failure_before_the_first_step_still_reports(tmp_path) -> None:
     report = json.loads((tmp_path / "bottlenecks.json").read_text())
     assert report["steps_measured"] == 0 and report["findings"] == []
     assert isinstance(trainer.profiler, PassThroughProfiler)
+
+
+def test_per_batch_hooks_run_only_on_batches_with_work(tmp_path) -> None:
+    calls: list[tuple[str, int]] = []
+
+    class Counting(BottleneckProfiler):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # type: ignore[override]
+            calls.append(("start", batch_idx))
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[override]
+            calls.append(("end", batch_idx))
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    profiler = Counting(dirpath=str(tmp_path), console=False, sample_every_n_steps=5)
+    trainer = make_trainer(callbacks=[profiler], limit_train_batches=12, max_epochs=2)
+    trainer.fit(TinyModel(n_loader=96))
+    # Lightning skips the hooks while they are None: batch starts run for the log wrapper (0) and the
+    # FLOP-count step (1); batch ends for the warm-up and FLOP-count steps, then only where a sample is
+    # due (every 5 batches over both epochs of 12); the samples land where they always did
+    assert [i for kind, i in calls if kind == "start"] == [0, 1]
+    assert [i for kind, i in calls if kind == "end"] == [0, 1, 2, 4, 9, 2, 7]
+    assert [x for x, _ in profiler._memory.samples()] == [0, 1, 5, 10, 15, 20, 24]
+    assert profiler.report["steps_measured"] == 22
+    assert "on_train_batch_end" not in profiler.__dict__ and "on_train_batch_start" not in profiler.__dict__
