@@ -16,7 +16,7 @@ from typing import Any, Literal
 from lightning_optkit.profiling.measurements import Measurements
 from lightning_optkit.profiling.phases import CATEGORIES
 
-__all__ = ["Finding", "Thresholds", "THRESHOLDS", "RULES", "diagnose", "severity_for", "SEVERITY_RANK"]
+__all__ = ["Finding", "Thresholds", "THRESHOLDS", "RULES", "diagnose", "rank_findings", "severity_for", "SEVERITY_RANK"]
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 2, "medium": 1, "low": 0}
@@ -377,7 +377,7 @@ RULES: dict[str, Rule] = {
 
 
 def diagnose(m: Measurements) -> list[Finding]:
-    """Run every rule; findings ordered by share (largest first), then severity."""
+    """Run every rule; findings in the order of :func:`rank_findings`."""
     findings: list[Finding] = []
     for rule in RULES.values():
         result = rule(m)
@@ -385,5 +385,26 @@ def diagnose(m: Measurements) -> list[Finding]:
             findings.extend(result)
         elif result is not None:
             findings.append(result)
-    findings.sort(key=lambda f: (f.share, SEVERITY_RANK[f.severity]), reverse=True)
-    return findings
+    return rank_findings(findings)
+
+
+def rank_findings(findings: list[Finding]) -> list[Finding]:
+    """Order findings: shares of time and shares of memory are not comparable, so
+
+    * time findings (``share_of == "time"``) are ordered by share, largest first (then severity);
+    * a memory finding is placed by its severity: just before the first time finding of a lower
+      severity (at the end if there is none); memory findings at the same place are ordered by
+      severity, then share.
+    """
+    times = sorted((f for f in findings if f.share_of != "memory"),
+                   key=lambda f: (f.share, SEVERITY_RANK[f.severity]), reverse=True)
+    memory = [f for f in findings if f.share_of == "memory"]
+
+    def place(finding: Finding) -> int:
+        rank = SEVERITY_RANK[finding.severity]
+        return next((i for i, t in enumerate(times) if SEVERITY_RANK[t.severity] < rank), len(times))
+
+    keyed = [((i, 1, 0, 0.0), f) for i, f in enumerate(times)]
+    keyed += [((place(f), 0, -SEVERITY_RANK[f.severity], -f.share), f) for f in memory]
+    keyed.sort(key=lambda pair: pair[0])
+    return [f for _, f in keyed]

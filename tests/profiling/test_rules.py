@@ -8,7 +8,7 @@ import pytest
 
 from lightning_optkit.profiling.measurements import Measurements, RankSummary
 from lightning_optkit.profiling.phases import CATEGORIES
-from lightning_optkit.profiling.rules import RULES, THRESHOLDS, diagnose, severity_for
+from lightning_optkit.profiling.rules import RULES, THRESHOLDS, Finding, diagnose, rank_findings, severity_for
 from lightning_optkit.profiling.sampling import DeviceInfo
 
 A100 = DeviceInfo(type="cuda", name="NVIDIA A100", capability=(8, 0), total_memory=40 * 2**30,
@@ -166,3 +166,28 @@ def test_severity_thresholds() -> None:
     assert severity_for("dataloader", t.low) == "low"
     assert severity_for("dataloader", t.medium) == "medium"
     assert severity_for("dataloader", t.high) == "high"
+
+
+def test_memory_findings_are_placed_by_severity_among_time_findings() -> None:
+    def finding(code: str, severity: str, share: float, share_of: str = "time") -> Finding:
+        return Finding(code, severity, share, share_of=share_of)  # type: ignore[arg-type]
+
+    findings = [
+        finding("memory_pressure", "medium", 0.92, "memory"),
+        finding("logging", "low", 0.06),
+        finding("memory_growth", "high", 0.30, "memory"),
+        finding("callback", "medium", 0.12),
+        finding("memory_growth", "low", 0.07, "memory"),
+        finding("dataloader", "high", 0.40),
+        finding("host_sync", "high", 0.16),
+    ]
+    ranked = [(f.code, f.severity) for f in rank_findings(findings)]
+    # time by share; a memory finding just before the first time finding of lower severity
+    assert ranked == [("dataloader", "high"), ("host_sync", "high"), ("memory_growth", "high"),
+                      ("callback", "medium"), ("memory_pressure", "medium"), ("logging", "low"),
+                      ("memory_growth", "low")]
+    # shares of memory never outrank a larger time share of the same severity
+    alone = rank_findings([finding("memory_pressure", "high", 0.99, "memory"), finding("dataloader", "high", 0.3)])
+    assert [f.code for f in alone] == ["dataloader", "memory_pressure"]
+    assert [f.code for f in rank_findings([finding("memory_growth", "high", 0.3, "memory"),
+                                           finding("callback", "low", 0.04)])] == ["memory_growth", "callback"]
