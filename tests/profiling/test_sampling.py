@@ -10,13 +10,30 @@ import torch
 from lightning_optkit.profiling import sampling
 
 
-def test_rss_with_psutil() -> None:
+def test_rss_from_an_open_statm_matches_psutil() -> None:
+    psutil = pytest.importorskip("psutil")
+    value = sampling.process_rss_bytes()
+    descriptor = sampling._STATM
+    assert isinstance(value, int) and value > 10 * 2**20
+    assert abs(value - psutil.Process().memory_info().rss) < 8 * 2**20
+    kept = bytearray(64 * 2**20)
+    kept[:: 4096] = b"\1" * len(kept[:: 4096])  # touch every page: resident
+    assert sampling.process_rss_bytes() - value > 48 * 2**20  # re-read, not a stale copy
+    assert sampling._STATM == descriptor  # the same descriptor, opened once
+
+
+def test_rss_with_psutil_where_proc_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("psutil")
+
+    def no_proc() -> int:
+        raise FileNotFoundError("/proc/self/statm")
+
+    monkeypatch.setattr(sampling, "_statm_rss", no_proc)
     value = sampling.process_rss_bytes()
     assert isinstance(value, int) and value > 10 * 2**20
 
 
-def test_rss_without_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rss_without_proc_and_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
     real_import = builtins.__import__
 
     def no_psutil(name: str, *args, **kwargs):
@@ -24,9 +41,13 @@ def test_rss_without_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    def no_proc() -> int:
+        raise FileNotFoundError("/proc/self/statm")
+
     monkeypatch.setattr(builtins, "__import__", no_psutil)
     monkeypatch.setattr(sampling, "_PROCESS", None)
-    value = sampling.process_rss_bytes()
+    monkeypatch.setattr(sampling, "_statm_rss", no_proc)
+    value = sampling.process_rss_bytes()  # the peak resident set size from ``resource``
     assert isinstance(value, int) and value > 10 * 2**20
 
 
