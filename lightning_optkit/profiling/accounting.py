@@ -49,6 +49,15 @@ class PhaseAccountant:
         timeline_points: Maximum number of points of the timeline.
     """
 
+    # fixed slots: the hot path reads a dozen of these per event, between bursts of model code that
+    # evict the caches; slots are read at fixed offsets instead of through a (large) instance dict
+    __slots__ = (
+        "_acc", "_batch_ran", "_cache", "_category", "_cur", "_excluded_snapshot", "_gap", "_in_val", "_index",
+        "_last", "_pending", "_pre_ns", "_slot", "_snapshot", "_stack", "_step_kind", "_step_start", "_step_times",
+        "_steps_since_point", "classifier", "clock", "device_timer", "excluded_ns", "excluded_steps", "log_calls",
+        "on_step_end", "phases", "run_ns", "started", "step_kind", "steps", "timeline", "validation_runs",
+    )
+
     def __init__(
         self,
         classifier: ActionClassifier | None = None,
