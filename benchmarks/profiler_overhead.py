@@ -104,11 +104,18 @@ def main() -> None:
             base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
             print(f"{label}: no profiler {1e3 * base:.3f} ms/step wall, {1e3 * base_cpu:.3f} ms/step CPU "
                   f"({rounds} interleaved rounds x {steps} steps)")
+            paired: dict[str, float] = {}
             for kind in kinds[1:]:
                 # paired: each round's ratio to that round's run without a profiler (cancels drift)
-                paired = statistics.median(c / n for c, n in zip(cpu[kind], cpu["none"]))
+                paired[kind] = statistics.median(c / n for c, n in zip(cpu[kind], cpu["none"]))
                 print(f"  {kind:>10}: wall ratio {statistics.median(wall[kind]) / base:.3f}, "
-                      f"CPU ratio {statistics.median(cpu[kind]) / base_cpu:.3f}, paired CPU ratio {paired:.3f}")
+                      f"CPU ratio {statistics.median(cpu[kind]) / base_cpu:.3f}, "
+                      f"paired CPU ratio {paired[kind]:.3f}")
+            tag = label.strip("~").replace(" ", "_")
+            target = "<= 1.02 and <= SimpleProfiler" if label.startswith("~5") else "<= SimpleProfiler"
+            print(f"RATIO profiler_overhead_{tag} BottleneckProfiler {paired['bottleneck']:.3f}, "
+                  f"SimpleProfiler {paired['simple']:.3f}, PyTorchProfiler {paired['pytorch']:.3f} "
+                  f"(paired CPU step-time ratio to no profiler; target {target})")
 
 
 if __name__ == "__main__":
