@@ -98,15 +98,22 @@ def build_report(
         status: ``"finished"`` or ``"interrupted: <exception>"``.
     """
     wall = m.wall_seconds
-    total = wall + sum(m.excluded_seconds.values())
+    excluded_seconds = dict(m.excluded_seconds)
+    excluded_steps = dict(m.excluded_steps)
+    race = (decisions or {}).get("optimizer") or {}
+    if race.get("overhead_steps") and "optimizer_race" not in excluded_seconds:
+        # the race runs before the first step (in on_train_start): its cost comes from its record
+        excluded_seconds["optimizer_race"] = float(race.get("overhead_seconds") or 0.0)
+        excluded_steps["optimizer_race"] = int(race["overhead_steps"])
+    total = wall + sum(excluded_seconds.values())
     phases = {
         name: {"seconds": _round(seconds), "share": _round(seconds / wall if wall > 0 else 0.0, 4)}
         for name, seconds in sorted(m.phase_seconds.items(), key=lambda item: item[1], reverse=True)
     }
     excluded = {
-        kind: {"steps": m.excluded_steps.get(kind, 0), "seconds": _round(seconds),
+        kind: {"steps": excluded_steps.get(kind, 0), "seconds": _round(seconds),
                "share_of_total": _round(seconds / total if total > 0 else 0.0, 4)}
-        for kind, seconds in m.excluded_seconds.items()
+        for kind, seconds in excluded_seconds.items()
     }
     ranks = [
         {

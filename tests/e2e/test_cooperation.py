@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unittest import mock
 
+import pytest
 import torch
 
 from lightning_optkit import OptKit
@@ -40,7 +41,11 @@ def test_race_then_probe_each_in_its_own_phase(tmp_path) -> None:
     report = kit.parts["profiler"].report
     probe = report["excluded"]["precision_probe"]
     assert probe["steps"] >= 10  # the probe's steps are reported apart, not blamed on the run
-    assert report["steps_measured"] + sum(e["steps"] for e in report["excluded"].values()) == 200
+    race = report["excluded"]["optimizer_race"]
+    assert race["steps"] == decisions["optimizer"]["overhead_steps"] > 0
+    assert race["seconds"] == pytest.approx(decisions["optimizer"]["overhead_seconds"], abs=1e-6)
+    in_loop = [e["steps"] for k, e in report["excluded"].items() if k != "optimizer_race"]
+    assert report["steps_measured"] + sum(in_loop) == 200
     # the schedule's peak is the race winner's LR, and every update followed the schedule
     peak = decisions["schedule"]["groups"][0]["peak_lr"]
     assert peak == decisions["optimizer"]["lr"]
