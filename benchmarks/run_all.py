@@ -56,6 +56,7 @@ def main() -> int:
     print()
     print(f"Benchmarks measured {dt.date.today().isoformat()} on {platform.machine()}, "
           f"{os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    print()
     width = max((len(r[1]) for r in rows), default=10)
     print(f"| {'script':<24} | {'claim':<{width}} | measured |")
     print(f"|{'-' * 26}|{'-' * (width + 2)}|----------|")
