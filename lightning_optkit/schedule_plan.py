@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_optkit.durations import Duration, DurationSpec, parse_duration, resolve_duration
@@ -162,10 +162,6 @@ class ScheduleSpec:
             compat=self.compat,
             **kwargs,
         )
-
-    def with_compat(self, compat: str) -> ScheduleSpec:
-        """A copy under another compatibility convention."""
-        return replace(self, compat=compat)
 
 
 def resolve_total(

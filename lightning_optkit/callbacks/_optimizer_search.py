@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_optkit._shared import current_search_phase, set_search_phase
+from lightning_optkit._shared import search_phase
 from lightning_optkit.callbacks._search_steps import batch_source, make_step, reset_metrics
 from lightning_optkit.optim.choice import Choice
 from lightning_optkit.optim.groups import describe_groups
@@ -36,62 +36,60 @@ def run_search(self: Any, trainer: pl.Trainer, module: pl.LightningModule) -> No
     cands, self._pending = list(self._pending), []
     choice = self.choice
     t0 = time.perf_counter()
-    previous_phase = current_search_phase(trainer)
-    set_search_phase(trainer, "optimizer_race")
-    try:
-        step = make_step(trainer, module)
-        next_batch = batch_source(trainer)
-        budget = self._budget_steps or 0
-        spent = 0
-        if self._want_test:
-            first = cands[0]
-            n = max(8, min(40, budget // 3 if choice.mode == "race" else 40))
-            batches = [next_batch() for _ in range(n)]
-            trial = self._candidate_choice(choice, first)
-            result, spent = run_lr_test(
-                module, lambda lr: self._build(module, _with_lr(trial, lr)), step, batches, first.lr)
-            choice.lr_test = result.to_dict()
-            choice.reasons.append(f"LR range test on {first.optimizer}: {result.reason}")
-            cands[0] = first.with_lr(result.suggestion)
-            choice.lr = result.suggestion
-            choice.candidates[0]["lr"] = result.suggestion
-        if choice.mode == "race":
-            left = budget - spent
-            plan = plan_race(len(cands), left) if left // max(1, len(cands) - 1) >= 8 else None
-            if plan is None:
-                choice.reasons.append("LR test used the budget: no race")
-            else:
-                labels = [c.label for c in cands]
-                builders = {c.label: (lambda c=c: self._build(module, self._candidate_choice(choice, c)))
-                            for c in cands}
-                book, winner, optimizer = run_race(module, labels, builders, step, next_batch, plan)
-                winner = trainer.strategy.broadcast(winner)
-                spent += book.loser_steps(winner)
-                choice.race = book.summary(winner)
-                for row in choice.candidates:
-                    row["curve"] = choice.race["curves"].get(row["label"], [])
-                if winner is None:
-                    won = cands[0].with_lr(cands[0].lr / 10)
-                    choice.reasons.append("every candidate diverged: the prior's first "
-                                          f"choice at a 10x smaller lr ({won.lr:.3g})")
-                    optimizer = None
+    with search_phase(trainer, "optimizer_race"):  # restores any search that was running
+        try:
+            step = make_step(trainer, module)
+            next_batch = batch_source(trainer)
+            budget = self._budget_steps or 0
+            spent = 0
+            if self._want_test:
+                first = cands[0]
+                n = max(8, min(40, budget // 3 if choice.mode == "race" else 40))
+                batches = [next_batch() for _ in range(n)]
+                trial = self._candidate_choice(choice, first)
+                result, spent = run_lr_test(
+                    module, lambda lr: self._build(module, _with_lr(trial, lr)), step, batches, first.lr)
+                choice.lr_test = result.to_dict()
+                choice.reasons.append(f"LR range test on {first.optimizer}: {result.reason}")
+                cands[0] = first.with_lr(result.suggestion)
+                choice.lr = result.suggestion
+                choice.candidates[0]["lr"] = result.suggestion
+            if choice.mode == "race":
+                left = budget - spent
+                plan = plan_race(len(cands), left) if left // max(1, len(cands) - 1) >= 8 else None
+                if plan is None:
+                    choice.reasons.append("LR test used the budget: no race")
                 else:
-                    won = next(c for c in cands if c.label == winner)
-                    kept = "the prior's first choice stays" if winner == labels[0] else \
-                        "clearly ahead of the prior's first choice"
-                    choice.reasons.append(f"race winner {winner} ({kept}); it keeps its "
-                                          f"{len(book.curves[winner])} steps of progress")
-                final = self._candidate_choice(choice, won)
-                if optimizer is None:
-                    optimizer = self._build(module, final)
-                final.groups = describe_groups(optimizer.param_groups)
-                self.choice = choice = final
-                trainer.strategy.optimizers = [optimizer]
-        if choice.lr_test is not None and choice.race is None:
-            trainer.strategy.optimizers = [self._build(module, choice)]
-        choice.overhead_steps = spent
-    finally:
-        set_search_phase(trainer, previous_phase)
-        reset_metrics(module)
+                    labels = [c.label for c in cands]
+                    builders = {c.label: (lambda c=c: self._build(module, self._candidate_choice(choice, c)))
+                                for c in cands}
+                    book, winner, optimizer = run_race(module, labels, builders, step, next_batch, plan)
+                    winner = trainer.strategy.broadcast(winner)
+                    spent += book.loser_steps(winner)
+                    choice.race = book.summary(winner)
+                    for row in choice.candidates:
+                        row["curve"] = choice.race["curves"].get(row["label"], [])
+                    if winner is None:
+                        won = cands[0].with_lr(cands[0].lr / 10)
+                        choice.reasons.append("every candidate diverged: the prior's first "
+                                              f"choice at a 10x smaller lr ({won.lr:.3g})")
+                        optimizer = None
+                    else:
+                        won = next(c for c in cands if c.label == winner)
+                        kept = "the prior's first choice stays" if winner == labels[0] else \
+                            "clearly ahead of the prior's first choice"
+                        choice.reasons.append(f"race winner {winner} ({kept}); it keeps its "
+                                              f"{len(book.curves[winner])} steps of progress")
+                    final = self._candidate_choice(choice, won)
+                    if optimizer is None:
+                        optimizer = self._build(module, final)
+                    final.groups = describe_groups(optimizer.param_groups)
+                    self.choice = choice = final
+                    trainer.strategy.optimizers = [optimizer]
+            if choice.lr_test is not None and choice.race is None:
+                trainer.strategy.optimizers = [self._build(module, choice)]
+            choice.overhead_steps = spent
+        finally:
+            reset_metrics(module)
     spent_seconds = time.perf_counter() - t0
     self.choice.overhead_seconds = round(self.choice.overhead_seconds + spent_seconds, 3)

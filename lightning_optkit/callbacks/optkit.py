@@ -8,7 +8,6 @@ arguments or switched off with ``False``. When fit starts the components coopera
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
@@ -157,13 +156,3 @@ class OptKit(Callback):
             self._printed = True
             if trainer.is_global_zero:
                 rank_zero_info(format_decisions(decisions))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"parts": sorted(self.parts)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._restored_parts = list(state_dict.get("parts", []))
-
-    def describe(self) -> str:
-        """The parts and their settings as JSON (for logs)."""
-        return json.dumps({k: type(v).__name__ for k, v in self.parts.items()})
