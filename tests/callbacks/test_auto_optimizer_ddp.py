@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "helpers", "ddp_auto_optimizer.py")
+from tests.helpers.ddp_launch import run_ddp_script
 
 
 @pytest.mark.slow
 def test_two_process_race_agrees_on_every_rank(tmp_path) -> None:
-    env = dict(os.environ, PL_DISABLE_FORK="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks, proc = run_ddp_script("ddp_auto_optimizer.py", tmp_path, timeout=240)
     assert ranks[0]["world_size"] == 2
     c0, c1 = ranks[0]["choice"], ranks[1]["choice"]
     assert c0["mode"] == "race" and c0["race"]["winner"]

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "helpers", "ddp_optkit.py")
+from tests.helpers.ddp_launch import run_ddp_script
 
 
 @pytest.mark.slow
 def test_two_processes_agree_and_one_report_names_the_slow_rank(tmp_path) -> None:
-    env = dict(os.environ, PL_DISABLE_FORK="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    (r0, r1), proc = run_ddp_script("ddp_optkit.py", tmp_path)
     assert r0["world_size"] == r1["world_size"] == 2
     assert len(r0["lrs"]) == 36
     assert r0["lrs"] == r1["lrs"]  # the same LRs on both ranks, update for update

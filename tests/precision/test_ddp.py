@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "helpers", "ddp_auto_precision.py")
+from tests.helpers.ddp_launch import run_ddp_script
 
 
 def _launch(tmp_path, scenario: str) -> tuple[list[dict], str]:
-    env = dict(os.environ, PL_DISABLE_FORK="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path), scenario], capture_output=True,
-                          text=True, timeout=240, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks, proc = run_ddp_script("ddp_auto_precision.py", tmp_path, scenario, timeout=240)
     return ranks, proc.stdout + proc.stderr
 
 
