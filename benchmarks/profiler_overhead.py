@@ -1,18 +1,26 @@
 """Step-time overhead of BottleneckProfiler against no profiler, SimpleProfiler and PyTorchProfiler.
 
 All configurations run interleaved (shuffled within each round) in one process, on two models: a
-~1 ms step and a ~5 ms step. The steady-state step time (median interval) is measured from the module's own
-``on_train_batch_start`` hook (called in every configuration), after a warm-up, and the script
-prints the median ratio to the run without a profiler.
+~1 ms step and a ~5 ms step. Every fit starts from the same weights and data. The module's own
+``on_train_batch_start`` hook (called in every configuration) stamps each step; after a warm-up,
+a fit's cost per step is its thread CPU time per step (this includes periodic work such as
+BottleneckProfiler's samples, and not the time another process takes the core away) and, for
+reference, its median step interval.
+
+A fit on a shared machine varies by a few per cent from one fit to the next, so one comparison
+means little: each round's fits are compared with that round's fit without a profiler (paired),
+and the script prints the median over rounds with the interquartile range of the paired ratios,
+and how many rounds BottleneckProfiler was the cheaper of the two.
 
 Targets: BottleneckProfiler costs no more than SimpleProfiler, and at most 2 % on the ~5 ms step.
 
-Usage: ``python benchmarks/profiler_overhead.py [--quick]``
+Usage: ``python benchmarks/profiler_overhead.py [--quick] [--rounds N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import random
 import statistics
@@ -29,21 +37,24 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_optkit import BottleneckProfiler
 
 WARMUP = 10
+KINDS = ("none", "simple", "pytorch", "bottleneck")
 
 
 class Model(pl.LightningModule):
-    """An MLP whose size sets the step time; records the time at each batch start."""
+    """An MLP whose size sets the step time; stamps the start of each batch."""
 
-    def __init__(self, features: int, hidden: int) -> None:
+    def __init__(self, features: int, hidden: int, steps: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
+        self.last = steps - 1
         self.stamps: list[float] = []
-        self.cpu_stamps: list[float] = []
+        self.cpu_marks: list[float] = []
 
     def on_train_batch_start(self, batch, batch_idx):  # type: ignore[override]
         self.stamps.append(time.perf_counter())
-        self.cpu_stamps.append(time.thread_time())
+        if batch_idx == WARMUP or batch_idx == self.last:  # thread CPU time costs a system call: twice a fit
+            self.cpu_marks.append(time.thread_time())
 
     def training_step(self, batch, batch_idx):  # type: ignore[override]
         x, y = batch
@@ -55,11 +66,9 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=1e-3)
 
 
-def step_time(kind: str, features: int, hidden: int, batch: int, steps: int, tmp: str) -> tuple[float, float]:
-    """Wall and CPU seconds per steady-state step of one fit with profiler ``kind``."""
-    data = TensorDataset(torch.randn(batch * steps, features), torch.randn(batch * steps, 1))
-    loader = DataLoader(data, batch_size=batch)
-    model = Model(features, hidden)
+def step_cost(kind: str, template: Model, loader: DataLoader, tmp: str) -> tuple[float, float]:
+    """CPU seconds per steady-state step and median step interval of one fit with profiler ``kind``."""
+    model = copy.deepcopy(template)
     callbacks = []
     profiler = None
     if kind == "simple":
@@ -72,45 +81,60 @@ def step_time(kind: str, features: int, hidden: int, batch: int, steps: int, tmp
                          enable_progress_bar=False, enable_model_summary=False, profiler=profiler,
                          callbacks=callbacks)
     trainer.fit(model, loader)
-    # median intervals are robust to the odd step slowed by another process on a shared machine;
-    # the thread's CPU time per step is not inflated when that process takes the core away
-    wall, cpu = model.stamps[WARMUP:], model.cpu_stamps[WARMUP:]
-    return (statistics.median(b - a for a, b in zip(wall, wall[1:])),
-            (cpu[-1] - cpu[0]) / (len(cpu) - 1))
+    wall = model.stamps[WARMUP:]
+    return ((model.cpu_marks[1] - model.cpu_marks[0]) / (len(wall) - 1),
+            statistics.median(b - a for a, b in zip(wall, wall[1:])))
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of interleaved fits (default 21, quick 5)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    rounds, steps = (3, 80) if args.quick else (11, 300)
-    models = {"~1 ms step": (16, 32, 8), "~5 ms step": (256, 768, 128)}
-    kinds = ["none", "simple", "pytorch", "bottleneck"]
+    rounds = args.rounds or (5 if args.quick else 21)
+    # (features, hidden, batch, steps): the ~1 ms step runs more steps for the same precision
+    models = {"~1 ms step": (16, 32, 8, 150 if args.quick else 1000),
+              "~5 ms step": (256, 768, 128, 80 if args.quick else 300)}
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (features, hidden, batch) in models.items():
-            wall: dict[str, list[float]] = {k: [] for k in kinds}
-            cpu: dict[str, list[float]] = {k: [] for k in kinds}
+        for label, (features, hidden, batch, steps) in models.items():
+            template = Model(features, hidden, steps)
+            data = TensorDataset(torch.randn(batch * steps, features), torch.randn(batch * steps, 1))
+            loader = DataLoader(data, batch_size=batch)
+            cpu: dict[str, list[float]] = {k: [] for k in KINDS}
+            wall: dict[str, list[float]] = {k: [] for k in KINDS}
             for _ in range(rounds):
-                order = kinds[:]
+                order = list(KINDS)
                 rng.shuffle(order)
                 for kind in order:
-                    w, c = step_time(kind, features, hidden, batch, steps, tmp)
-                    wall[kind].append(w)
+                    c, w = step_cost(kind, template, loader, tmp)
                     cpu[kind].append(c)
-            base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
-            print(f"{label}: no profiler {1e3 * base:.3f} ms/step wall, {1e3 * base_cpu:.3f} ms/step CPU "
-                  f"({rounds} interleaved rounds x {steps} steps)")
+                    wall[kind].append(w)
+            print(f"{label}: no profiler {1e3 * statistics.median(cpu['none']):.3f} ms/step CPU, "
+                  f"{1e3 * statistics.median(wall['none']):.3f} ms median step ({rounds} interleaved rounds "
+                  f"x {steps} steps)")
             paired: dict[str, float] = {}
-            for kind in kinds[1:]:
-                # paired: each round's ratio to that round's run without a profiler (cancels drift)
-                paired[kind] = statistics.median(c / n for c, n in zip(cpu[kind], cpu["none"]))
-                print(f"  {kind:>10}: wall ratio {statistics.median(wall[kind]) / base:.3f}, "
-                      f"CPU ratio {statistics.median(cpu[kind]) / base_cpu:.3f}, "
-                      f"paired CPU ratio {paired[kind]:.3f}")
+            for kind in KINDS[1:]:
+                # paired: each round's ratio to that round's fit without a profiler (cancels drift)
+                ratios = [c / n for c, n in zip(cpu[kind], cpu["none"])]
+                q1, paired[kind], q3 = quartiles(ratios)
+                wall_ratio = statistics.median(w / n for w, n in zip(wall[kind], wall["none"]))
+                print(f"  {kind:>10}: paired CPU ratio {paired[kind]:.3f} (IQR {q1:.3f}-{q3:.3f}), "
+                      f"paired median-step ratio {wall_ratio:.3f}")
+            head = [b / s for b, s in zip(cpu["bottleneck"], cpu["simple"])]
+            q1, q2, q3 = quartiles(head)
+            wins = sum(h <= 1.0 for h in head)
+            print(f"  bottleneck / simple, paired by round: {q2:.3f} (IQR {q1:.3f}-{q3:.3f}); "
+                  f"BottleneckProfiler the cheaper in {wins} of {rounds} rounds")
             tag = label.strip("~").replace(" ", "_")
             target = "<= 1.02 and <= SimpleProfiler" if label.startswith("~5") else "<= SimpleProfiler"
             print(f"RATIO profiler_overhead_{tag} BottleneckProfiler {paired['bottleneck']:.3f}, "

@@ -34,7 +34,7 @@ from lightning_optkit.callbacks._bottleneck_report import (
     write_files,
 )
 from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
-from lightning_optkit.callbacks._timed_calls import install_timed_log, restore_optimizers, wrap_optimizers
+from lightning_optkit.callbacks._timed_calls import install_timed_log, time_optimizers, untime_optimizers
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
 from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.accounting import PhaseAccountant
@@ -143,6 +143,7 @@ class BottleneckProfiler(Callback):
         checkpoint_keys = frozenset(cb.state_key for cb in trainer.callbacks if isinstance(cb, Checkpoint))
         classifier = ActionClassifier(checkpoint_keys=checkpoint_keys, own_key=self.state_key,
                                       quiet=quiet_actions(trainer, pl_module, exclude=self))
+        self._notes = _shared.run_notes(trainer)
         self.accountant = PhaseAccountant(classifier, self._step_kind, timeline_points=self.timeline_points)
         self.accountant.on_step_end = self._on_step_end
         # batches ended: Lightning's own counter, from train start (after a restore); the per-batch hooks
@@ -157,19 +158,17 @@ class BottleneckProfiler(Callback):
         self._memory = BoundedSeries(capacity=64)
         self._rss_peak = 0.0
         self._graphs_start = compiled_graphs()
-        self._graphs = self._graphs_start
-        self._recompiles = 0
-        self._dynamo: Any = None
+        self._alloc_device: Any = None
         self._world = 1
         # steps before which on_train_batch_end has nothing to do (samples, gathers, probes)
         self._every = self.sample_every_n_steps
         window_end = self.deep_window_start + self.deep_window_steps if self.deep_window_steps else 0
         self._busy_until = max(self._flop_step() + 1, window_end, 1)
         self._next_check = 1
-        self._recompile_seconds = 0.0
         self._ranks: list[Any] = []
         self._timer: Any = None
         self._optimizers: list[tuple[Any, Any]] = []
+        self._optimizer_ids: tuple[int, ...] = ()
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
         self._inner = trainer.profiler
@@ -203,14 +202,18 @@ class BottleneckProfiler(Callback):
         self._window.close(None)
         if self._flops is not None:
             self._flops.close()
-        restore_optimizers(self._optimizers)
-        self._optimizers = []
+        untime_optimizers(self._optimizers)
+        self._optimizers, self._optimizer_ids = [], ()
         self.__dict__.pop("on_train_batch_start", None)
         self.__dict__.pop("on_train_batch_end", None)
         self._end_hook_off = False
 
-    def _wrap_optimizers(self, trainer: pl.Trainer) -> None:
-        wrap_optimizers(trainer.optimizers, self.accountant, self._optimizers)
+    def _time_optimizers(self, trainer: pl.Trainer) -> None:
+        optimizers = trainer.optimizers
+        ids = tuple(map(id, optimizers))
+        if ids != self._optimizer_ids:  # first call, or an optimizer replaced mid-run
+            self._optimizer_ids = ids
+            time_optimizers(optimizers, self.accountant, self._optimizers)
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -225,7 +228,7 @@ class BottleneckProfiler(Callback):
         return 0 if progress is None else progress.completed - self._offset
 
     def _step_kind(self) -> str | None:
-        search = _shared.current_search_phase(self._trainer)
+        search = self._notes.phase  # what ``_shared.current_search_phase`` reads, without the call
         if search is not None:
             return search
         progress = self._progress
@@ -240,31 +243,37 @@ class BottleneckProfiler(Callback):
             return "flop_count"
         return None
 
-    def _on_step_end(self, seconds: float, kind: str | None) -> None:
-        # the next batch to end is the one that just started: switch its end hook on when it has work
-        if self._end_hook_off and self._ended() + 1 >= self._next_check:
+    def _on_step_end(self) -> None:
+        """The accountant's countdown ran out: switch the end hook of the batch that just started on if it has work."""
+        if not self._end_hook_off:
+            return
+        wait = self._next_check - (self._ended() + 1)
+        if wait > 0:
+            self.accountant.notify_in = wait
+        else:
             self._end_hook_off = False
             self.__dict__.pop("on_train_batch_end", None)
-        counters = self._dynamo
-        if counters is not None:
-            graphs = counters["stats"].get("unique_graphs", 0)  # a plain lookup (no Counter.__missing__)
-            if graphs != self._graphs:
-                self._graphs = graphs
-                if kind is None:
-                    self._recompiles += 1
-                    self._recompile_seconds += seconds
+
+    def _watch_graphs(self) -> None:
+        """Let the accountant count recompilations once dynamo is loaded (looked up again at each sample)."""
+        counters = dynamo_counters()
+        if counters is not None and counters["stats"] is not self.accountant.graph_stats:  # new, or reset
+            self.accountant.watch_graphs(counters["stats"])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active:
             return
-        self._dynamo, self._world = dynamo_counters(), trainer.world_size
+        self._world = trainer.world_size
+        self._watch_graphs()
+        device = trainer.strategy.root_device
+        self._alloc_device = device if device.type == "cuda" else None
         self._progress = trainer.fit_loop.epoch_loop.batch_progress.total
         self._offset = self._progress.completed
         if self._world > 1:
             self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
         self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type,
                                                                 self.device_timing)
-        self._wrap_optimizers(trainer)
+        self._time_optimizers(trainer)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -311,6 +320,7 @@ class BottleneckProfiler(Callback):
             # until ``_on_step_end`` switches it back on (every rank keeps it under DDP, for the gathers)
             self._end_hook_off = True
             self.on_train_batch_end = None  # type: ignore[assignment]
+            self.accountant.notify_in = self._next_check - index - 1
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._saves += 1
@@ -318,10 +328,9 @@ class BottleneckProfiler(Callback):
     def _sample(self, trainer: pl.Trainer, batch: Any, index: int) -> None:
         if self._timer is not None:
             self._timer.poll()
-        self._dynamo = dynamo_counters()
-        self._wrap_optimizers(trainer)
-        device = trainer.strategy.root_device
-        alloc = allocator_memory(device)
+        self._watch_graphs()
+        self._time_optimizers(trainer)
+        alloc = allocator_memory(self._alloc_device) if self._alloc_device is not None else None
         value = alloc["allocated"] if alloc else process_rss_bytes()
         if value is not None:
             self._memory.add(float(index), float(value))
@@ -375,8 +384,8 @@ class BottleneckProfiler(Callback):
             self.accountant, device=info, batch_size=batch_size, checkpoint_saves=self._saves,
             memory_samples=self._memory.samples(), memory_peak=self._rss_peak or None,
             memory_total=float(info.total_memory) if info.total_memory else None,
-            alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=self._recompiles,
-            recompile_seconds=self._recompile_seconds, graphs=self._graphs - self._graphs_start,
+            alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=self.accountant.recompiles,
+            recompile_seconds=self.accountant.recompile_seconds, graphs=compiled_graphs() - self._graphs_start,
             deep_window=self._window.summary, ranks=ranks, locations=phase_locations(trainer, self.accountant.phases),
             val_check_interval=trainer.val_check_interval,
             device_seconds=device_seconds(self._timer, self.accountant),

@@ -23,6 +23,7 @@ from lightning_optkit.profiling.phases import (
     ActionClassifier,
     category_of,
 )
+from lightning_optkit.profiling.hot_path import ActionContext, BatchMarkContext, step_hooks, timed_call
 from lightning_optkit.profiling.series import LogHistogram, Timeline
 
 __all__ = ["PhaseAccountant", "ActionContext", "BatchMarkContext"]
@@ -52,10 +53,11 @@ class PhaseAccountant:
     # fixed slots: the hot path reads a dozen of these per event, between bursts of model code that
     # evict the caches; slots are read at fixed offsets instead of through a (large) instance dict
     __slots__ = (
-        "_acc", "_batch_ran", "_cache", "_category", "_cur", "_excluded_snapshot", "_gap", "_in_val", "_index",
-        "_last", "_pending", "_pre_ns", "_slot", "_snapshot", "_stack", "_step_kind", "_step_start", "_step_times",
-        "_steps_since_point", "classifier", "clock", "device_timer", "excluded_ns", "excluded_steps", "log_calls",
-        "on_step_end", "phases", "run_ns", "started", "step_kind", "steps", "timeline", "validation_runs",
+        "_acc", "_batch_ran", "_cache", "_category", "_cur", "_excluded_snapshot", "_gap", "_graphs", "_in_val",
+        "_index", "_last", "_pending", "_pre_ns", "_slot", "_snapshot", "_stack", "_step_kind", "_step_start",
+        "_step_times", "_steps_since_point", "classifier", "clock", "device_timer", "excluded_ns", "excluded_steps",
+        "graph_stats", "log_calls", "notify_in", "on_step_end", "phases", "recompile_seconds", "recompiles",
+        "run_ns", "started", "step_kind", "steps", "timeline", "validation_runs",
     )
 
     def __init__(
@@ -95,7 +97,15 @@ class PhaseAccountant:
         self._snapshot: list[int] = [0] * len(self.phases)
         self._excluded_snapshot = 0
         self._steps_since_point = 0
-        self.on_step_end: Callable[[float, str | None], None] | None = None
+        #: Called at the end of the ``notify_in``-th step from now (then ``notify_in`` is 0 until set again).
+        self.on_step_end: Callable[[], None] | None = None
+        self.notify_in = 0
+        #: A mapping whose ``"unique_graphs"`` counts compiled graphs (dynamo's ``counters["stats"]``), or None:
+        #: an ordinary step in which it grows is a recompilation (counted, with the step's time)
+        self.graph_stats: Any = None
+        self._graphs = 0
+        self.recompiles = 0
+        self.recompile_seconds = 0.0
         #: Device-side timer of the compute phases (``timers.HostTimer`` / ``CudaEventTimer``), or None.
         self.device_timer: Any = None
         self._slot: list[int] = [_DEVICE_SLOTS.get(p, -1) for p in self.phases]
@@ -186,6 +196,14 @@ class PhaseAccountant:
             self._device_switch(self._cur, _LOGGING)
         self._cur = _LOGGING
 
+    def timed_log(self, log: Callable[..., Any]) -> Callable[..., Any]:
+        """``log`` (a ``LightningModule.log``) wrapped so that its calls are the ``logging`` phase and counted."""
+        return timed_call(self, log, _LOGGING, count_logs=True)
+
+    def optimizer_hooks(self) -> tuple[Callable[..., None], Callable[..., None]]:
+        """Optimizer step pre- and post-hooks that make the optimizer's own step the ``optimizer_step`` phase."""
+        return step_hooks(self, self.phase_index("optimizer_step"))
+
     def stop_logging(self) -> None:
         """The ``LightningModule.log`` call returns (the same as :meth:`leave`)."""
         self.leave()
@@ -257,9 +275,37 @@ class PhaseAccountant:
                 acc.append(0)
         return index
 
-    def _boundary(self, now: int) -> None:
+    def _boundary(self, now: int, opens: bool = True) -> None:
+        """A step ends (if one ran) and, if ``opens``, the next starts at ``now``: one call per step, inlined."""
         if self.started:
-            self._close_step(now)
+            seconds = (now - self._step_start) * 1e-9
+            kind = self._step_kind
+            if kind is None:
+                self.steps += 1
+                pending = self._pending
+                pending.append(seconds)
+                if len(pending) >= _PENDING_MAX:
+                    self._step_times.add_many(pending)
+                    pending.clear()
+            else:
+                self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
+            stats = self.graph_stats
+            if stats is not None:
+                graphs = stats.get("unique_graphs", 0)  # a plain lookup (no Counter.__missing__)
+                if graphs != self._graphs:
+                    self._graphs = graphs
+                    if kind is None:
+                        self.recompiles += 1
+                        self.recompile_seconds += seconds
+            self._steps_since_point += 1
+            if self._steps_since_point >= self.timeline.steps_per_point:
+                self._close_point()
+            if self.notify_in:
+                self.notify_in -= 1
+                if not self.notify_in and self.on_step_end is not None:
+                    self.on_step_end()
+        if not opens:
+            return
         self.started = True
         self._step_start = now
         kind = self.step_kind()
@@ -272,23 +318,11 @@ class PhaseAccountant:
                 acc = self.excluded_ns[kind] = [0] * len(self.phases)
             self._acc = acc
 
-    def _close_step(self, now: int) -> None:
-        seconds = (now - self._step_start) * 1e-9
-        kind = self._step_kind
-        if kind is None:
-            self.steps += 1
-            pending = self._pending
-            pending.append(seconds)
-            if len(pending) >= _PENDING_MAX:
-                self._step_times.add_many(pending)
-                pending.clear()
-        else:
-            self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
-        self._steps_since_point += 1
-        if self._steps_since_point >= self.timeline.steps_per_point:
-            self._close_point()
-        if self.on_step_end is not None:
-            self.on_step_end(seconds, kind)
+    def watch_graphs(self, stats: Any) -> None:
+        """Count recompilations from ``stats["unique_graphs"]`` (``None``: stop counting)."""
+        self.graph_stats = stats
+        if stats is not None:
+            self._graphs = stats.get("unique_graphs", 0)
 
     def _close_point(self) -> None:
         seconds = [0.0] * len(CATEGORIES)
@@ -312,7 +346,7 @@ class PhaseAccountant:
         self._acc[self._cur] += now - self._last
         self._last = now
         if self.started and self._batch_ran:
-            self._close_step(now)
+            self._boundary(now, opens=False)
             self._batch_ran = False
         if self._steps_since_point:
             self._close_point()
@@ -347,55 +381,3 @@ class PhaseAccountant:
             seconds[self._category[i]] += ns * 1e-9
         seconds[EXCLUDED_CATEGORY] = sum(self.excluded_seconds().values())
         return seconds
-
-
-class ActionContext:
-    """``with`` body of one timed action: the work of :meth:`PhaseAccountant.start` / ``stop`` inlined
-    (Lightning enters one of these for most hooks of every step, so two calls fewer each time count).
-    """
-
-    __slots__ = ("_acct", "_phase", "_validation")
-
-    def __init__(self, accountant: PhaseAccountant, phase: int, validation: bool) -> None:
-        self._acct = accountant
-        self._phase = phase
-        self._validation = validation
-
-    def __enter__(self) -> None:
-        acct, phase = self._acct, self._phase
-        now = acct.clock()
-        acct._acc[acct._cur] += now - acct._last
-        acct._last = now
-        if acct._stack:
-            acct._stack.append(acct._cur)
-        else:
-            acct._top_level(phase, self._validation, now)
-        if acct.device_timer is not None and acct._slot[phase] != acct._slot[acct._cur]:
-            acct._device_switch(acct._cur, phase)
-        acct._cur = phase
-
-    def __exit__(self, *exc: Any) -> None:
-        acct = self._acct
-        if not acct._stack:
-            return
-        now = acct.clock()
-        acct._acc[acct._cur] += now - acct._last
-        acct._last = now
-        previous, acct._cur = acct._cur, acct._stack.pop()
-        if acct.device_timer is not None and acct._slot[previous] != acct._slot[acct._cur]:
-            acct._device_switch(previous, acct._cur)
-
-
-class BatchMarkContext:
-    """``with`` body of ``run_training_batch``: marks that a batch ran; its time stays with the enclosing phase."""
-
-    __slots__ = ("_mark",)
-
-    def __init__(self, accountant: PhaseAccountant) -> None:
-        self._mark = accountant.batch_mark
-
-    def __enter__(self) -> None:
-        self._mark()
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

@@ -124,16 +124,20 @@ def compiled_graphs() -> int:
     return 0 if counters is None else int(counters["stats"]["unique_graphs"])
 
 
-def dynamo_counters() -> Any:
-    """``torch._dynamo.utils.counters`` if dynamo is loaded (read it per step: two dict lookups)."""
-    if "torch._dynamo" not in sys.modules:
-        return None
-    try:
-        from torch._dynamo.utils import counters
+_COUNTERS: Any = None
 
-        return counters
-    except Exception:
-        return None
+
+def dynamo_counters() -> Any:
+    """``torch._dynamo.utils.counters`` if dynamo is loaded (``None`` otherwise); found once, then cached."""
+    global _COUNTERS
+    if _COUNTERS is None and "torch._dynamo" in sys.modules:
+        try:
+            from torch._dynamo.utils import counters
+
+            _COUNTERS = counters
+        except Exception:
+            return None
+    return _COUNTERS
 
 
 def device_info(device: torch.device, precision: str = "32-true", loader: Any = None) -> DeviceInfo:

@@ -52,6 +52,55 @@ def test_everything_is_restored_after_fit(tmp_path) -> None:
     assert all(getattr(cb, "__self__", None) is not profiler.accountant for cb in gc.callbacks)
 
 
+class _SlowAdamW(torch.optim.AdamW):
+    """An optimizer whose own update is slow (the work is inside the class's ``step``)."""
+
+    def step(self, closure=None):  # type: ignore[override]
+        loss = super().step(closure)
+        _busy(0.004)
+        return loss
+
+
+def _busy(seconds: float) -> None:
+    import time
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class _SlowOptimizerModel(TinyModel):
+    def __init__(self, scheduler: bool) -> None:
+        super().__init__(n_loader=80)
+        self.scheduler = scheduler
+        self.seen: list[Any] = []
+
+    def configure_optimizers(self):  # type: ignore[override]
+        optimizer = _SlowAdamW(self.parameters(), lr=1e-2)
+        if not self.scheduler:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 5)}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self.trainer.optimizers[0]
+        self.seen.append(("step" in optimizer.__dict__, len(optimizer._optimizer_step_pre_hooks)))
+
+
+@pytest.mark.parametrize("scheduler", [False, True], ids=["hooks", "instance-step"])
+def test_optimizer_step_is_timed_with_or_without_an_instance_step(tmp_path, scheduler: bool) -> None:
+    model = _SlowOptimizerModel(scheduler)
+    profiler, trainer = _fit(tmp_path, model)
+    optimizer = trainer.optimizers[0]
+    # a plain optimizer gets step hooks and keeps its attributes; one whose ``step`` an LR scheduler
+    # wrapped on the instance is timed through that attribute, so the scheduler's wrapper is kept after
+    assert model.seen[-1] == ((True, 0) if scheduler else (False, 1))
+    assert len(optimizer._optimizer_step_pre_hooks) == len(optimizer._optimizer_step_post_hooks) == 0
+    assert ("step" in optimizer.__dict__) == scheduler
+    phases = profiler.report["phases"]
+    assert phases["optimizer_step"]["seconds"] >= 8 * 0.004
+    assert profiler.report["findings"][0]["code"] == "optimizer"
+
+
 def test_chains_with_the_users_profiler(tmp_path) -> None:
     user = SimpleProfiler()
     profiler, trainer = _fit(tmp_path, trainer={"profiler": user})

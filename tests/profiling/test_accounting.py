@@ -234,3 +234,98 @@ def test_contexts_account_exactly_like_start_and_stop() -> None:
         return list(acct.run_ns)
 
     assert run(True) == run(False)
+
+
+def test_inlined_log_and_optimizer_wrappers_account_like_the_methods() -> None:
+    def run(inlined: bool, timer: bool) -> tuple[list[int], int, list[int]]:
+        clock = Clock()
+        kinds = iter(["warmup", None, None, None])
+        acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock)
+        marks: list[int] = []
+        if timer:
+            acct.device_timer = type("Marks", (), {"mark": lambda self, slot: marks.append(slot)})()
+        optimizer = acct.phase_index("optimizer_step")
+        pre, post = acct.optimizer_hooks()
+        log = acct.timed_log(lambda ns: clock.tick(ns))
+
+        def logged(ns: int) -> None:
+            if inlined:
+                log(ns)
+            else:
+                acct.start_logging()
+                clock.tick(ns)
+                acct.stop_logging()
+
+        for _ in range(3):
+            acct.start(FETCH)
+            clock.tick(100)
+            acct.stop(FETCH)
+            acct.start("run_training_batch")
+            pre(None, (), {}) if inlined else acct.enter(optimizer)
+            clock.tick(30)
+            acct.start(FORWARD)
+            clock.tick(300)
+            logged(25)
+            acct.stop(FORWARD)
+            clock.tick(40)
+            post(None, (), {}) if inlined else acct.leave()
+            acct.stop("run_training_batch")
+        acct.start("[LightningModule]M.on_validation_model_eval")  # a log call in validation is validation
+        acct.stop("[LightningModule]M.on_validation_model_eval")
+        logged(9)
+        acct.finish()
+        return list(acct.run_ns), acct.log_calls, marks
+
+    for timer in (False, True):
+        assert run(True, timer) == run(False, timer)
+    run_ns, log_calls, _ = run(True, False)
+    acct = PhaseAccountant(ActionClassifier())
+    assert run_ns[acct.phases.index("logging")] == 50 and log_calls == 2  # the warm-up step's call is not counted
+    assert run_ns[acct.phases.index("validation")] == 9
+
+
+def test_wrapped_call_that_raises_still_leaves_its_phase() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(), clock=clock)
+
+    def failing() -> None:
+        clock.tick(5)
+        raise ValueError("bad metric")
+
+    log = acct.timed_log(failing)
+    acct.start(FETCH)  # a step starts
+    acct.stop(FETCH)
+    acct.start(FORWARD)
+    try:
+        log()
+    except ValueError:
+        pass
+    clock.tick(7)
+    acct.stop(FORWARD)
+    assert ns(acct, "logging") == 5 and ns(acct, "forward") == 7
+
+
+def test_recompilations_are_counted_in_ordinary_steps_only() -> None:
+    clock = Clock()
+    kinds = iter(["warmup", None, None, None, None])
+    acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock)
+    stats = {"unique_graphs": 1}
+    acct.watch_graphs(stats)
+    for graphs, fwd in ((2, 300), (2, 300), (3, 5000), (3, 300)):  # the warm-up step compiles: not counted
+        _step(acct, clock, fwd=fwd)
+        stats["unique_graphs"] = graphs  # what the step compiled
+    acct.finish()
+    assert acct.recompiles == 1
+    assert abs(acct.recompile_seconds - 5650e-9) < 1e-15  # that step's time
+
+
+def test_step_end_notice_after_a_countdown() -> None:
+    clock = Clock()
+    acct = PhaseAccountant(ActionClassifier(), clock=clock)
+    seen: list[int] = []
+    acct.on_step_end = lambda: seen.append(acct.steps)
+    acct.notify_in = 3
+    for _ in range(6):
+        _step(acct, clock)
+    acct.finish()
+    assert seen == [3] and acct.notify_in == 0
