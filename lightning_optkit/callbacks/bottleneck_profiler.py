@@ -271,8 +271,7 @@ class BottleneckProfiler(Callback):
         self._offset = self._progress.completed
         if self._world > 1:
             self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
-        self._timer = self.accountant.device_timer = make_timer(trainer.strategy.root_device.type,
-                                                                self.device_timing)
+        self._timer = self.accountant.device_timer = make_timer(device.type, self.device_timing)
         self._time_optimizers(trainer)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:

@@ -23,7 +23,7 @@ from lightning_optkit.profiling.phases import (
     ActionClassifier,
     category_of,
 )
-from lightning_optkit.profiling.hot_path import ActionContext, BatchMarkContext, step_hooks, timed_call
+from lightning_optkit.profiling.hot_path import ActionContext, BatchMarkContext, step_hooks, timed_log
 from lightning_optkit.profiling.series import LogHistogram, Timeline
 
 __all__ = ["PhaseAccountant", "ActionContext", "BatchMarkContext"]
@@ -169,6 +169,7 @@ class PhaseAccountant:
         entry = self._cache.get(name)
         if entry is None or entry[0] < 0 or not self._stack:
             return
+        # the body of ``leave``, inlined: Lightning calls this once per step (the data fetch)
         now = self.clock()
         self._acc[self._cur] += now - self._last
         self._last = now
@@ -188,17 +189,11 @@ class PhaseAccountant:
             return
         if self._acc is self.run_ns:
             self.log_calls += 1
-        now = self.clock()
-        self._acc[self._cur] += now - self._last
-        self._last = now
-        self._stack.append(self._cur)
-        if self.device_timer is not None and self._slot[_LOGGING] != self._slot[self._cur]:
-            self._device_switch(self._cur, _LOGGING)
-        self._cur = _LOGGING
+        self.enter(_LOGGING)
 
     def timed_log(self, log: Callable[..., Any]) -> Callable[..., Any]:
         """``log`` (a ``LightningModule.log``) wrapped so that its calls are the ``logging`` phase and counted."""
-        return timed_call(self, log, _LOGGING, count_logs=True)
+        return timed_log(self, log)
 
     def optimizer_hooks(self) -> tuple[Callable[..., None], Callable[..., None]]:
         """Optimizer step pre- and post-hooks that make the optimizer's own step the ``optimizer_step`` phase."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ActionContext", "BatchMarkContext", "timed_call", "step_hooks"]
+__all__ = ["ActionContext", "BatchMarkContext", "timed_log", "step_hooks"]
 
 
 class ActionContext:
@@ -73,36 +73,34 @@ class BatchMarkContext:
         return None
 
 
-def timed_call(accountant: Any, fn: Callable[..., Any], phase: int, *, count_logs: bool = False) -> Callable[..., Any]:
-    """``fn`` wrapped so that its time is the phase ``phase`` (``validation`` inside a validation run).
+def timed_log(accountant: Any, log: Callable[..., Any]) -> Callable[..., Any]:
+    """``log`` (a ``LightningModule.log``) wrapped so that its calls are the ``logging`` phase, counted.
 
-    Args:
-        accountant: The :class:`PhaseAccountant` to update.
-        fn: The callable to time (``LightningModule.log`` of one module, for example).
-        phase: Index of the phase of ``fn``'s own time.
-        count_logs: Count each call of an ordinary step in ``accountant.log_calls``.
+    Inside a validation run, or with a device timer, the accountant's own ``start_logging`` / ``leave``
+    do the work (validation time, device marks); otherwise it is inlined here.
     """
     acct = accountant
     clock = acct.clock
+    logging = acct.phase_index("logging")
 
     def timed(*args: Any, **kwargs: Any) -> Any:
-        if acct._in_val or acct.device_timer is not None:  # rare: through the accountant's methods
-            acct.start_logging() if count_logs else acct.enter(phase)
+        if acct._in_val or acct.device_timer is not None:
+            acct.start_logging()
             try:
-                return fn(*args, **kwargs)
+                return log(*args, **kwargs)
             finally:
                 acct.leave()
         now = clock()
         acc, cur = acct._acc, acct._cur
-        if count_logs and acc is acct.run_ns:
+        if acc is acct.run_ns:
             acct.log_calls += 1
         acc[cur] += now - acct._last
         acct._last = now
         stack = acct._stack
         stack.append(cur)
-        acct._cur = phase
+        acct._cur = logging
         try:
-            return fn(*args, **kwargs)
+            return log(*args, **kwargs)
         finally:
             if stack:
                 now = clock()
