@@ -8,6 +8,7 @@ with the pure rules of :mod:`lightning_optkit.profiling` and writes a small repo
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import os
@@ -294,6 +295,8 @@ class BottleneckProfiler(Callback):
             self._flops.open(pl_module)
         if index + 1 >= self._busy_until:
             self.on_train_batch_start = None  # type: ignore[assignment]  # nothing left to open
+            # from the next step on, only a search can make a step other than ordinary: read it in C
+            self.accountant.step_kind = functools.partial(getattr, self._notes, "phase")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -395,7 +398,7 @@ class BottleneckProfiler(Callback):
             m, findings, decisions=dict(_shared.run_notes(trainer).decisions),
             throughput=throughput_summary(m, batch_size, flops, peak_flops(device, precision)),
             memory=memory_summary(self._memory.samples(), self._rss_peak, alloc),
-            timeline=self.accountant.timeline.per_step(),
+            timeline=self.accountant.timeline_per_step(),
             steps_per_point=self.accountant.timeline.steps_per_point, status=status,
         )
         if trainer.is_global_zero:

@@ -10,7 +10,6 @@ run itself (warm-up, a search, a deep profiling window) are accounted separately
 from __future__ import annotations
 
 import time
-from operator import sub as _sub
 from collections.abc import Callable
 from typing import Any
 
@@ -53,8 +52,8 @@ class PhaseAccountant:
     # fixed slots: the hot path reads a dozen of these per event, between bursts of model code that
     # evict the caches; slots are read at fixed offsets instead of through a (large) instance dict
     __slots__ = (
-        "_acc", "_batch_ran", "_cache", "_category", "_cur", "_excluded_snapshot", "_gap", "_graphs", "_in_val",
-        "_index", "_last", "_pending", "_pre_ns", "_slot", "_snapshot", "_stack", "_step_kind", "_step_start",
+        "_acc", "_batch_ran", "_cache", "_category", "_cur", "_excluded_total", "_gap", "_graphs", "_in_val",
+        "_index", "_last", "_marked_steps", "_pending", "_pre_ns", "_slot", "_stack", "_step_kind", "_step_start",
         "_step_times", "_steps_since_point", "classifier", "clock", "device_timer", "excluded_ns", "excluded_steps",
         "graph_stats", "log_calls", "notify_in", "on_step_end", "phases", "recompile_seconds", "recompiles",
         "run_ns", "started", "step_kind", "steps", "timeline", "validation_runs",
@@ -93,9 +92,10 @@ class PhaseAccountant:
         self._pending: list[float] = []  # step times not yet binned (binned in batches, off the per-step path)
         self.log_calls = 0
         self.validation_runs = 0
-        self.timeline = Timeline(width=len(CATEGORIES), capacity=timeline_points)
-        self._snapshot: list[int] = [0] * len(self.phases)
-        self._excluded_snapshot = 0
+        #: running totals ``[steps, excluded ns, *run_ns]`` marked every ``timeline.steps_per_point`` steps
+        self.timeline = Timeline(capacity=timeline_points)
+        self._excluded_total = 0  # ns of the excluded steps so far
+        self._marked_steps = 0
         self._steps_since_point = 0
         #: Called at the end of the ``notify_in``-th step from now (then ``notify_in`` is 0 until set again).
         self.on_step_end: Callable[[], None] | None = None
@@ -129,10 +129,12 @@ class PhaseAccountant:
         self._acc[self._cur] += now - self._last
         self._last = now
         stack = self._stack
-        if not stack:
-            self._top_level(phase, validation, now)
-        else:
+        if stack:
             stack.append(self._cur)
+        elif phase != _FETCH and validation == self._in_val:
+            stack.append(self._gap)  # ``_top_level`` when it neither starts a step nor changes the region
+        else:
+            self._top_level(phase, validation, now)
         if self.device_timer is not None and self._slot[phase] != self._slot[self._cur]:
             self._device_switch(self._cur, phase)
         self._cur = phase
@@ -266,7 +268,7 @@ class PhaseAccountant:
             self._category.append(category_of(phase))
             self._slot.append(_DEVICE_SLOTS.get(phase, -1))
             self._index[phase] = index
-            for acc in (self.run_ns, self._pre_ns, self._snapshot, *self.excluded_ns.values()):
+            for acc in (self.run_ns, self._pre_ns, *self.excluded_ns.values()):
                 acc.append(0)
         return index
 
@@ -284,6 +286,7 @@ class PhaseAccountant:
                     pending.clear()
             else:
                 self.excluded_steps[kind] = self.excluded_steps.get(kind, 0) + 1
+                self._excluded_total += now - self._step_start
             stats = self.graph_stats
             if stats is not None:
                 graphs = stats.get("unique_graphs", 0)  # a plain lookup (no Counter.__missing__)
@@ -320,20 +323,14 @@ class PhaseAccountant:
             self._graphs = stats.get("unique_graphs", 0)
 
     def _close_point(self) -> None:
-        seconds = [0.0] * len(CATEGORIES)
-        category = self._category
-        run = self.run_ns
-        # the phases that ran since the last point (a few of them): differences taken in C
-        for i, delta in enumerate(map(_sub, run, self._snapshot)):
-            if delta:
-                seconds[category[i]] += delta * 1e-9
-        self._snapshot[:] = run
-        if self.excluded_ns:
-            excluded = sum(sum(acc) for acc in self.excluded_ns.values())
-            seconds[EXCLUDED_CATEGORY] += (excluded - self._excluded_snapshot) * 1e-9
-            self._excluded_snapshot = excluded
-        self.timeline.add(seconds, self._steps_since_point)
+        # a copy of the running totals; the per-point differences are taken when the timeline is read
+        self._marked_steps += self._steps_since_point
         self._steps_since_point = 0
+        self.timeline.mark([self._marked_steps, self._excluded_total, *self.run_ns])
+
+    def timeline_per_step(self) -> list[list[float]]:
+        """Seconds per step by chart category for each point of the timeline (the last may cover fewer steps)."""
+        return self.timeline.per_step([EXCLUDED_CATEGORY, *self._category], len(CATEGORIES), scale=1e-9)
 
     def finish(self) -> None:
         """Close the step in progress (call once at the end of the run; events after it still count)."""

@@ -23,7 +23,7 @@ def rank_summary(acct: PhaseAccountant, rank: int, rss_peak: float, top: int = 4
         category_seconds=acct.category_seconds(),
         top_phases=[(n, s) for n, s in ranked if n not in ("forward", "backward", "other")][:top],
         rss_peak=rss_peak,
-        timeline=acct.timeline.per_step(),
+        timeline=acct.timeline_per_step(),
         steps_per_point=acct.timeline.steps_per_point,
     )
 

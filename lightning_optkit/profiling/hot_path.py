@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lightning_optkit.profiling.phases import CORE_PHASES
+
 __all__ = ["ActionContext", "BatchMarkContext", "timed_log", "step_hooks"]
+
+_FETCH = CORE_PHASES.index("data_fetch")
 
 
 class ActionContext:
@@ -37,8 +41,11 @@ class ActionContext:
         now = acct.clock()
         acct._acc[acct._cur] += now - acct._last
         acct._last = now
-        if acct._stack:
-            acct._stack.append(acct._cur)
+        stack = acct._stack
+        if stack:
+            stack.append(acct._cur)
+        elif phase != _FETCH and self._validation == acct._in_val:
+            stack.append(acct._gap)  # ``_top_level`` when it neither starts a step nor changes the region
         else:
             acct._top_level(phase, self._validation, now)
         if acct.device_timer is not None and acct._slot[phase] != acct._slot[acct._cur]:
@@ -61,13 +68,17 @@ class ActionContext:
 class BatchMarkContext:
     """``with`` body of ``run_training_batch``: marks that a batch ran; its time stays with the enclosing phase."""
 
-    __slots__ = ("_mark",)
+    __slots__ = ("_acct",)
 
     def __init__(self, accountant: Any) -> None:
-        self._mark = accountant.batch_mark
+        self._acct = accountant
 
     def __enter__(self) -> None:
-        self._mark()
+        acct = self._acct
+        if acct._batch_ran and not acct._stack:  # a second batch without a fetch: the accountant closes the step
+            acct.batch_mark()
+        else:
+            acct._batch_ran = True
 
     def __exit__(self, *exc: Any) -> None:
         return None

@@ -76,51 +76,51 @@ class LogHistogram:
 
 @dataclass
 class Timeline:
-    """Seconds per chart category over the run, in at most ``capacity`` points.
+    """Running totals marked every ``steps_per_point`` steps, in at most ``capacity`` marks.
 
-    Each point covers ``steps_per_point`` steps; when the points run out, neighbours are merged in
-    pairs and ``steps_per_point`` doubles, so memory stays constant however long the run.
+    A mark is a copy of the running totals ``[steps, counter_0, counter_1, ...]``; a point of the
+    chart is the difference of two consecutive marks. Marking costs one list copy. When the marks
+    run out, every second one is dropped (the points merge in pairs) and ``steps_per_point``
+    doubles, so memory stays constant however long the run.
 
     Args:
-        width: Number of categories per point.
-        capacity: Maximum number of points (even, at least 2).
+        capacity: Maximum number of points (at least 1).
     """
 
-    width: int
     capacity: int = 96
     steps_per_point: int = 1
-    points: list[list[float]] = field(default_factory=list)
-    steps_in_last: int = 0
+    marks: list[list[int]] = field(default_factory=list)
 
-    def add(self, seconds_by_category: list[float], steps: int) -> None:
-        """Add ``steps`` steps whose time per category is ``seconds_by_category``."""
-        if self.points and self.steps_in_last < self.steps_per_point:
-            last = self.points[-1]
-            for i, value in enumerate(seconds_by_category):
-                last[i] += value
-            self.steps_in_last += steps
-            return
-        if len(self.points) >= self.capacity:
-            self._halve()
-            self.add(seconds_by_category, steps)
-            return
-        self.points.append(list(seconds_by_category))
-        self.steps_in_last = steps
+    def mark(self, totals: list[int]) -> None:
+        """Record the running totals (``totals[0]`` is the number of steps so far); the list is kept as is."""
+        marks = self.marks
+        marks.append(totals)
+        if len(marks) >= self.capacity + self.capacity % 2:
+            # an even number of marks: keep every second one, ending with this one (points merge in pairs)
+            del marks[::2]
+            self.steps_per_point *= 2
 
-    def _halve(self) -> None:
-        merged = []
-        for i in range(0, len(self.points) - 1, 2):
-            merged.append([a + b for a, b in zip(self.points[i], self.points[i + 1])])
-        self.points = merged
-        self.steps_per_point *= 2
-        self.steps_in_last = self.steps_per_point
+    def per_step(self, groups: list[int], width: int, scale: float = 1.0) -> list[list[float]]:
+        """Each point's increase per step, summed by group.
 
-    def per_step(self) -> list[list[float]]:
-        """Mean seconds per step for each point (the last point may cover fewer steps)."""
+        Args:
+            groups: Group of each counter (``groups[i]`` for ``totals[i + 1]``); a counter that appeared
+                after a mark counts as 0 in it.
+            width: Number of groups.
+            scale: Factor applied to the counters (``1e-9`` turns nanoseconds into seconds).
+        """
         rows = []
-        for i, point in enumerate(self.points):
-            steps = self.steps_in_last if i == len(self.points) - 1 else self.steps_per_point
-            rows.append([value / max(steps, 1) for value in point])
+        previous: list[int] = [0]
+        for totals in self.marks:
+            steps = totals[0] - previous[0]
+            row = [0.0] * width
+            for i, group in enumerate(groups):
+                now = totals[i + 1] if i + 1 < len(totals) else 0
+                before = previous[i + 1] if i + 1 < len(previous) else 0
+                if now != before:
+                    row[group] += (now - before) * scale / max(steps, 1)
+            rows.append(row)
+            previous = totals
         return rows
 
 

@@ -164,6 +164,27 @@ def test_search_steps_and_decisions(tmp_path) -> None:
     assert "AutoOptimizer" in (tmp_path / "bottlenecks.md").read_text()
 
 
+class _LateSearch(pl.Callback):
+    """Spends batches 5 to 7, long after the warm-up, on a search."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int) -> None:
+        if index == 5:
+            _shared.set_search_phase(trainer, "precision_probe")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if args[-1] == 7:
+            _shared.set_search_phase(trainer, None)
+
+
+def test_a_search_after_the_warm_up_is_excluded(tmp_path) -> None:
+    # the phase is set in batch 5's start hook, after that step opened: the profiler counts it from batch 6
+    profiler, _ = _fit(tmp_path, warmup_steps=2, measure_flops=False, trainer={"callbacks": [_LateSearch()]})
+    report = profiler.report
+    assert report["excluded"]["warmup"]["steps"] == 2
+    assert report["excluded"]["precision_probe"]["steps"] == 2
+    assert report["steps_measured"] == 6
+
+
 class _Syncing(TinyModel):
     def __init__(self) -> None:
         super().__init__(n_loader=80)

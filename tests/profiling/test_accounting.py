@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.phases import CATEGORIES, ActionClassifier
 from lightning_optkit.profiling.series import BoundedSeries, LogHistogram, Timeline
@@ -138,11 +140,30 @@ def test_timeline_is_bounded_and_keeps_totals() -> None:
     for _ in range(100):
         _step(acct, clock)
     acct.finish()
-    timeline = acct.timeline
-    assert len(timeline.points) <= 8
-    assert timeline.steps_per_point == 16
-    total = sum(sum(p) for p in timeline.points)
+    rows = acct.timeline_per_step()
+    assert len(rows) <= 8
+    assert acct.timeline.steps_per_point == 16
+    steps = [b[0] - a[0] for a, b in zip([[0]] + acct.timeline.marks, acct.timeline.marks)]
+    assert steps == [16, 16, 16, 16, 16, 16, 4]  # evenly spaced; the last point is the end of the run
+    total = sum(sum(row) * n for row, n in zip(rows, steps))
     assert abs(total - 100 * 950e-9) < 1e-12
+    forward = CATEGORIES.index("forward")
+    assert [row[forward] for row in rows] == pytest.approx([300e-9] * len(rows))
+
+
+def test_timeline_puts_excluded_steps_and_late_phases_in_their_points() -> None:
+    clock = Clock()
+    kinds = iter(["warmup", "warmup"] + [None] * 10)
+    acct = PhaseAccountant(ActionClassifier(), step_kind=lambda: next(kinds), clock=clock, timeline_points=4)
+    for i in range(6):
+        _step(acct, clock, hook=10 if i == 5 else 0)  # the callback phase first appears in the last step
+    acct.finish()
+    rows = acct.timeline_per_step()
+    excluded = CATEGORIES.index("excluded")
+    assert acct.timeline.steps_per_point == 2 and len(rows) == 3
+    # the first point is the two warm-up steps, nothing else
+    assert rows[0][excluded] == pytest.approx(950e-9) and sum(rows[0]) == pytest.approx(950e-9)
+    assert rows[1][excluded] == 0.0 and rows[2][CATEGORIES.index("callbacks")] == pytest.approx(10e-9 / 2)
 
 
 def test_histogram_quantiles() -> None:
@@ -156,10 +177,24 @@ def test_histogram_quantiles() -> None:
 
 
 def test_timeline_halving_and_series_bounds() -> None:
-    timeline = Timeline(width=2, capacity=4)
-    for i in range(10):
-        timeline.add([1.0, float(i)], 1)
-    assert len(timeline.points) <= 4 and sum(p[0] for p in timeline.points) == 10.0
+    def run(timeline: Timeline, steps: int) -> None:
+        last = 0
+        for i in range(1, steps + 1):  # counter 0 grows by 1 per step, counter 1 by 2i - 1
+            if i - last >= timeline.steps_per_point:
+                timeline.mark([i, i, i * i])
+                last = i
+                assert len(timeline.marks) <= timeline.capacity
+        timeline.mark([steps, steps, steps * steps])  # the end of the run
+
+    timeline = Timeline(capacity=4)
+    run(timeline, 10)
+    assert timeline.steps_per_point == 4 and [m[0] for m in timeline.marks] == [4, 8, 10]
+    rows = timeline.per_step([0, 1], 2)
+    assert [r[0] for r in rows] == [1.0, 1.0, 1.0]
+    assert [r[1] * n for r, n in zip(rows, [4, 4, 2])] == [16.0, 48.0, 36.0]
+    odd = Timeline(capacity=3)
+    run(odd, 40)
+    assert len(odd.marks) <= 3 and odd.marks[-1][0] == 40
     series = BoundedSeries(capacity=8)
     for i in range(1000):
         series.add(float(i), float(i))
