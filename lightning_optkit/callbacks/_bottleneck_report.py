@@ -10,11 +10,17 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_optkit import _shared
 from lightning_optkit.profiling import files, render
+from lightning_optkit.profiling.collect import measurements_from, rank_summary
 from lightning_optkit.profiling.html import to_html
-from lightning_optkit.profiling.measurements import Measurements
+from lightning_optkit.profiling.measurements import Measurements, RankSummary
+from lightning_optkit.profiling.report import build_report
+from lightning_optkit.profiling.rules import diagnose
+from lightning_optkit.profiling.sampling import allocator_memory, device_info, peak_flops
 
-__all__ = ["share_metrics", "batch_size_of", "device_seconds", "quiet_actions", "phase_locations", "train_loader", "throughput_summary", "memory_summary", "write_files"]
+__all__ = ["share_metrics", "batch_size_of", "device_seconds", "quiet_actions", "phase_locations", "train_loader",
+           "throughput_summary", "memory_summary", "write_files", "assemble_report"]
 
 
 def _source(fn: Any) -> str:
@@ -175,3 +181,44 @@ def device_seconds(timer: Any, accountant: Any) -> dict[str, float]:
     # no separate device clock: the host is the device, its phase times are the device times
     phases = accountant.phase_seconds()
     return {k: phases[k] for k in ("forward", "backward", "optimizer_step") if phases.get(k)}
+
+
+def assemble_report(trainer: pl.Trainer, accountant: Any, samples: Any, *, status: str, checkpoint_saves: int,
+                    gathered: list[RankSummary], deep_window: dict[str, Any] | None, flops: int | None, timer: Any,
+                    recompiled_graphs: int) -> dict[str, Any]:
+    """Diagnose the fit from what was measured and build the report (see ``profiling.report``).
+
+    Args:
+        trainer: The trainer of the fit.
+        accountant: Its :class:`~lightning_optkit.profiling.accounting.PhaseAccountant`.
+        samples: Its :class:`~lightning_optkit.callbacks._run_samples.RunSamples`.
+        status: ``"finished"`` or ``"interrupted: ..."``.
+        checkpoint_saves: Checkpoints saved during the fit.
+        gathered: The ranks' summaries gathered last (fewer than two: this process's own is used).
+        deep_window: Summary of the ``torch.profiler`` window, if one ran.
+        flops: FLOPs of one training step, if counted.
+        timer: The device timer, or None.
+        recompiled_graphs: Graphs compiled during the fit.
+    """
+    device = trainer.strategy.root_device
+    precision = str(getattr(trainer, "precision", "32-true"))
+    info = device_info(device, precision, train_loader(trainer))
+    alloc = allocator_memory(device)
+    if device.type == "cuda" and not status.startswith("interrupted"):
+        torch.cuda.synchronize(device)  # once, at the end: every timing event is complete
+    own = rank_summary(accountant, trainer.global_rank, samples.peak)
+    m = measurements_from(
+        accountant, device=info, batch_size=samples.batch_size, checkpoint_saves=checkpoint_saves,
+        memory_samples=samples.memory.samples(), memory_peak=samples.peak or None,
+        memory_total=float(info.total_memory) if info.total_memory else None,
+        alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=accountant.recompiles,
+        recompile_seconds=accountant.recompile_seconds, graphs=recompiled_graphs, deep_window=deep_window,
+        ranks=gathered if len(gathered) > 1 else [own], locations=phase_locations(trainer, accountant.phases),
+        val_check_interval=trainer.val_check_interval, device_seconds=device_seconds(timer, accountant),
+    )
+    return build_report(
+        m, diagnose(m), decisions=dict(_shared.run_notes(trainer).decisions),
+        throughput=throughput_summary(m, samples.batch_size, flops, peak_flops(device, precision)),
+        memory=memory_summary(samples.memory.samples(), samples.peak, alloc),
+        timeline=accountant.timeline_per_step(), steps_per_point=accountant.timeline.steps_per_point, status=status,
+    )

@@ -16,43 +16,24 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.checkpoint import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_optkit import _shared
-from lightning_optkit.callbacks._bottleneck_report import (
-    batch_size_of,
-    device_seconds,
-    memory_summary,
-    phase_locations,
-    quiet_actions,
-    share_metrics,
-    throughput_summary,
-    train_loader,
-    write_files,
-)
+from lightning_optkit.callbacks._bottleneck_report import assemble_report, quiet_actions, share_metrics, write_files
+from lightning_optkit.callbacks._empty_hooks import restore_hooks, shadow_empty_hooks
 from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
+from lightning_optkit.callbacks._run_samples import RunSamples
 from lightning_optkit.callbacks._timed_calls import install_timed_log, time_optimizers, untime_optimizers
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
 from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.accounting import PhaseAccountant
-from lightning_optkit.profiling.collect import measurements_from, rank_summary
+from lightning_optkit.profiling.collect import rank_summary
 from lightning_optkit.profiling.options import check_options
 from lightning_optkit.profiling.phases import ActionClassifier
-from lightning_optkit.profiling.report import build_report
-from lightning_optkit.profiling.rules import diagnose
-from lightning_optkit.profiling.sampling import (
-    allocator_memory,
-    compiled_graphs,
-    dynamo_counters,
-    device_info,
-    peak_flops,
-    process_rss_bytes,
-)
-from lightning_optkit.profiling.series import BoundedSeries
+from lightning_optkit.profiling.sampling import compiled_graphs, dynamo_counters
 from lightning_optkit.profiling.timers import make_timer
 
 __all__ = ["BottleneckProfiler"]
@@ -82,6 +63,10 @@ class BottleneckProfiler(Callback):
         device_timing: Device-side timing of forward/backward/optimizer: ``auto`` (CUDA events read
             lazily on a GPU; elsewhere the host phase times are the device times), ``events``,
             ``host`` (the host clock through the same timer code) or ``off``.
+        skip_empty_hooks: During the fit, let Lightning skip the per-batch hooks that nobody overrode
+            (empty defaults of the LightningModule, the strategy and the callbacks). Lightning names,
+            times and calls each of them every step, a few microseconds apiece; skipping them changes
+            nothing that runs and pays for the profiler's own measurement. Restored after the fit.
     """
 
     def __init__(
@@ -101,6 +86,7 @@ class BottleneckProfiler(Callback):
         console: bool = True,
         timeline_points: int = 96,
         device_timing: Literal["auto", "events", "host", "off"] = "auto",
+        skip_empty_hooks: bool = True,
     ) -> None:
         super().__init__()
         check_options(filename=filename, formats=formats, sample_every_n_steps=sample_every_n_steps,
@@ -122,6 +108,7 @@ class BottleneckProfiler(Callback):
         self.console = console
         self.timeline_points = timeline_points
         self.device_timing = device_timing
+        self.skip_empty_hooks = skip_empty_hooks
         self.report: dict[str, Any] | None = None
         self._active = False
         self._saves = 0
@@ -154,12 +141,8 @@ class BottleneckProfiler(Callback):
         self.__dict__.pop("on_train_batch_start", None)
         self.__dict__.pop("on_train_batch_end", None)
         self._saves = 0
-        self._bs_sum = 0.0
-        self._bs_n = 0
-        self._memory = BoundedSeries(capacity=64)
-        self._rss_peak = 0.0
+        self._samples = RunSamples()
         self._graphs_start = compiled_graphs()
-        self._alloc_device: Any = None
         self._world = 1
         # steps before which on_train_batch_end has nothing to do (samples, gathers, probes)
         self._every = self.sample_every_n_steps
@@ -170,6 +153,7 @@ class BottleneckProfiler(Callback):
         self._timer: Any = None
         self._optimizers: list[tuple[Any, Any]] = []
         self._optimizer_ids: tuple[int, ...] = ()
+        self._shadowed: list[tuple[Any, str]] = []
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
         self._inner = trainer.profiler
@@ -205,6 +189,7 @@ class BottleneckProfiler(Callback):
             self._flops.close()
         untime_optimizers(self._optimizers)
         self._optimizers, self._optimizer_ids = [], ()
+        restore_hooks(self._shadowed)
         self.__dict__.pop("on_train_batch_start", None)
         self.__dict__.pop("on_train_batch_end", None)
         self._end_hook_off = False
@@ -267,13 +252,15 @@ class BottleneckProfiler(Callback):
         self._world = trainer.world_size
         self._watch_graphs()
         device = trainer.strategy.root_device
-        self._alloc_device = device if device.type == "cuda" else None
+        self._samples.allocator_device = device if device.type == "cuda" else None
         self._progress = trainer.fit_loop.epoch_loop.batch_progress.total
         self._offset = self._progress.completed
         if self._world > 1:
             self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
         self._timer = self.accountant.device_timer = make_timer(device.type, self.device_timing)
         self._time_optimizers(trainer)
+        if self.skip_empty_hooks:
+            self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -332,23 +319,14 @@ class BottleneckProfiler(Callback):
             self._timer.poll()
         self._watch_graphs()
         self._time_optimizers(trainer)
-        alloc = allocator_memory(self._alloc_device) if self._alloc_device is not None else None
-        value = alloc["allocated"] if alloc else process_rss_bytes()
-        if value is not None:
-            self._memory.add(float(index), float(value))
-            self._rss_peak = max(self._rss_peak, float(alloc["allocated_peak"] if alloc else value))
-        if batch is not None:
-            size = batch_size_of(batch)
-            if size is not None:
-                self._bs_sum += size
-                self._bs_n += 1
+        self._samples.take(index, batch)
         if self.log_shares and trainer.loggers and self.accountant.steps:
             metrics = share_metrics(self.accountant.category_seconds())
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
 
     def _gather(self, trainer: pl.Trainer) -> None:
-        own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
+        own = rank_summary(self.accountant, trainer.global_rank, self._samples.peak)
         self._ranks = gather_ranks(trainer.strategy, own, self.timeline_points, self.accountant.phases)
 
     # ------------------------------------------------------------------ the report
@@ -373,38 +351,16 @@ class BottleneckProfiler(Callback):
             self._restore(trainer)
 
     def _finalise(self, trainer: pl.Trainer, status: str) -> None:
-        device = trainer.strategy.root_device
-        precision = str(getattr(trainer, "precision", "32-true"))
-        info = device_info(device, precision, train_loader(trainer))
-        alloc = allocator_memory(device)
-        if device.type == "cuda" and not status.startswith("interrupted"):
-            torch.cuda.synchronize(device)  # once, at the end: every timing event is complete
-        own = rank_summary(self.accountant, trainer.global_rank, self._rss_peak)
-        ranks = self._ranks if len(self._ranks) > 1 else [own]
-        batch_size = self._bs_sum / self._bs_n if self._bs_n else None
-        m = measurements_from(
-            self.accountant, device=info, batch_size=batch_size, checkpoint_saves=self._saves,
-            memory_samples=self._memory.samples(), memory_peak=self._rss_peak or None,
-            memory_total=float(info.total_memory) if info.total_memory else None,
-            alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=self.accountant.recompiles,
-            recompile_seconds=self.accountant.recompile_seconds, graphs=compiled_graphs() - self._graphs_start,
-            deep_window=self._window.summary, ranks=ranks, locations=phase_locations(trainer, self.accountant.phases),
-            val_check_interval=trainer.val_check_interval,
-            device_seconds=device_seconds(self._timer, self.accountant),
-        )
-        findings = diagnose(m)
-        flops = self._flops.flops if self._flops is not None else None
-        self.report = build_report(
-            m, findings, decisions=dict(_shared.run_notes(trainer).decisions),
-            throughput=throughput_summary(m, batch_size, flops, peak_flops(device, precision)),
-            memory=memory_summary(self._memory.samples(), self._rss_peak, alloc),
-            timeline=self.accountant.timeline_per_step(),
-            steps_per_point=self.accountant.timeline.steps_per_point, status=status,
+        self.report = assemble_report(
+            trainer, self.accountant, self._samples, status=status, checkpoint_saves=self._saves, gathered=self._ranks,
+            deep_window=self._window.summary, flops=self._flops.flops if self._flops is not None else None,
+            timer=self._timer, recompiled_graphs=compiled_graphs() - self._graphs_start,
         )
         if trainer.is_global_zero:
             write_files(self.report, self._resolved_dir, self.filename, self.formats)
             if self.console:
                 render.print_console(self.report)
+
     def _close_window(self) -> None:
         if self._window.active:
             done = max(self._ended() - self._window.start, 1)

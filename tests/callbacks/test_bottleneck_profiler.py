@@ -404,6 +404,6 @@ def test_per_batch_hooks_run_only_on_batches_with_work(tmp_path) -> None:
     # due (every 5 batches over both epochs of 12); the samples land where they always did
     assert [i for kind, i in calls if kind == "start"] == [0, 1]
     assert [i for kind, i in calls if kind == "end"] == [0, 1, 2, 4, 9, 2, 7]
-    assert [x for x, _ in profiler._memory.samples()] == [0, 1, 5, 10, 15, 20, 24]
+    assert [x for x, _ in profiler._samples.memory.samples()] == [0, 1, 5, 10, 15, 20, 24]
     assert profiler.report["steps_measured"] == 22
     assert "on_train_batch_end" not in profiler.__dict__ and "on_train_batch_start" not in profiler.__dict__

@@ -1,0 +1,129 @@
+"""BottleneckProfiler(skip_empty_hooks=True): empty per-batch hooks are skipped during the fit, nothing else changes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.profilers import SimpleProfiler
+
+from lightning_optkit import BottleneckProfiler
+from lightning_optkit.callbacks._empty_hooks import restore_hooks, shadow_empty_hooks
+from tests.helpers.models import TinyModel, make_trainer
+
+
+class _Recorder(SimpleProfiler):
+    """Counts every action Lightning enters (the profiler the user set; BottleneckProfiler forwards to it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: Counter[str] = Counter()
+
+    def start(self, action_name: str) -> None:
+        self.entered[action_name] += 1
+        super().start(action_name)
+
+
+class _Hooked(TinyModel):
+    """Overrides one per-batch hook and counts its calls."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(n_loader=48, **kwargs)
+        self.after_backward = 0
+
+    def on_after_backward(self) -> None:
+        self.after_backward += 1
+
+
+class _BatchEnd(pl.Callback):
+    def __init__(self) -> None:
+        self.ends = 0
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.ends += 1
+
+
+def _fit(tmp_path, skip: bool, model: pl.LightningModule, **trainer_kwargs: Any) -> tuple[_Recorder, Any]:
+    recorder = _Recorder()
+    trainer = make_trainer(profiler=recorder, limit_val_batches=2, val_check_interval=3,
+                           callbacks=[BottleneckProfiler(dirpath=str(tmp_path), console=False, skip_empty_hooks=skip),
+                                      _BatchEnd(), *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
+    trainer.fit(model)
+    return recorder, trainer
+
+
+def test_empty_hooks_are_skipped_and_overridden_ones_still_run(tmp_path) -> None:
+    model = _Hooked()
+    recorder, trainer = _fit(tmp_path, True, model)
+    entered = recorder.entered
+    name = type(model).__name__
+    for hook in ("on_before_backward", "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end",
+                 "configure_gradient_clipping"):
+        assert entered[f"[LightningModule]{name}.{hook}"] == 0, hook
+    assert entered["[Strategy]SingleDeviceStrategy.on_train_batch_start"] == 0
+    assert entered["[Callback]_BatchEnd.on_before_backward"] == 0
+    assert entered["[Callback]_BatchEnd.on_validation_batch_end"] == 0
+    # overridden hooks still run every step, the module's validation batch hooks are left alone
+    assert model.after_backward == 6 and entered[f"[LightningModule]{name}.on_after_backward"] == 6
+    assert trainer.callbacks[1].ends == 6 and entered["[Callback]_BatchEnd.on_train_batch_end"] == 6
+    assert entered[f"[LightningModule]{name}.on_validation_batch_start"] == 4
+    # after the fit, every shadow is gone
+    for target in (model, trainer.strategy, *trainer.callbacks):
+        assert not [k for k, v in vars(target).items() if k.startswith(("on_", "configure_")) and v is None
+                    and not isinstance(target, BottleneckProfiler)]
+
+
+def test_skip_empty_hooks_off_leaves_lightning_alone(tmp_path) -> None:
+    model = _Hooked()
+    recorder, _ = _fit(tmp_path, False, model)
+    name = type(model).__name__
+    assert recorder.entered[f"[LightningModule]{name}.on_before_backward"] == 6
+    assert recorder.entered["[Strategy]SingleDeviceStrategy.on_train_batch_start"] == 6
+
+
+def test_skipping_changes_no_result(tmp_path) -> None:
+    weights = []
+    for skip in (True, False):
+        torch.manual_seed(0)
+        model = _Hooked(optimizer="sgd")
+        _fit(tmp_path / str(skip), skip, model, gradient_clip_val=0.05)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_clipping_hook_is_kept_when_the_trainer_clips(tmp_path) -> None:
+    model = _Hooked()
+    recorder, _ = _fit(tmp_path, True, model, gradient_clip_val=0.5)
+    assert recorder.entered[f"[LightningModule]{type(model).__name__}.configure_gradient_clipping"] == 6
+
+
+class _Failing(_Hooked):
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 3:
+            raise RuntimeError("boom")
+        return super().training_step(batch, batch_idx)
+
+
+def test_hooks_are_restored_after_a_failure(tmp_path) -> None:
+    model = _Failing()
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit(tmp_path, True, model)
+    assert "on_before_backward" not in vars(model)
+
+
+def test_hooks_set_on_the_instance_are_left_alone() -> None:
+    trainer = make_trainer()
+    model = TinyModel()
+
+    def mine() -> None:
+        return None
+
+    model.on_before_backward = mine  # type: ignore[method-assign]
+    shadowed = shadow_empty_hooks(trainer, model)
+    assert model.on_before_backward is mine and model.on_after_backward is None
+    assert (model, "on_after_backward") in shadowed
+    restore_hooks(shadowed)
+    assert model.on_before_backward is mine and "on_after_backward" not in vars(model) and not shadowed
