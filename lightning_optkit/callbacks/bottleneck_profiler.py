@@ -259,8 +259,6 @@ class BottleneckProfiler(Callback):
             self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
         self._timer = self.accountant.device_timer = make_timer(device.type, self.device_timing)
         self._time_optimizers(trainer)
-        if self.skip_empty_hooks:
-            self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -276,6 +274,8 @@ class BottleneckProfiler(Callback):
         index = self._ended()
         if index == 0:
             self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
+            if self.skip_empty_hooks and not self._shadowed:  # after every callback's train start, which may wrap hooks
+                self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:

@@ -31,6 +31,7 @@ def test_config_builds_the_callback(config: str) -> None:
     cli = _cli(["--config", config])
     found = [cb for cb in cli.trainer.callbacks if isinstance(cb, BottleneckProfiler)]
     assert len(found) == 1
+    assert found[0].skip_empty_hooks is config.endswith("basic.yaml")
     assert type(cli.model).__name__ == "DigitsClassifier"
     assert type(cli.datamodule).__name__ == "DigitsDataModule"
 
@@ -40,6 +41,7 @@ def test_deep_config_values() -> None:
     profiler = next(cb for cb in cli.trainer.callbacks if isinstance(cb, BottleneckProfiler))
     assert (profiler.deep_window_steps, profiler.deep_window_start, profiler.trace) == (3, 20, True)
     assert profiler.formats == ("json", "md", "html") and profiler.log_shares is True
+    assert profiler.skip_empty_hooks is False
     assert isinstance(cli.trainer.profiler, SimpleProfiler)
 
 

@@ -127,3 +127,26 @@ def test_hooks_set_on_the_instance_are_left_alone() -> None:
     assert (model, "on_after_backward") in shadowed
     restore_hooks(shadowed)
     assert model.on_before_backward is mine and "on_after_backward" not in vars(model) and not shadowed
+
+
+class _WrapsAtTrainStart(pl.Callback):
+    """Wraps the module's (empty) ``on_after_backward`` at train start, after the profiler's own train start."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        original = pl_module.on_after_backward
+
+        def wrapped() -> None:
+            self.calls += 1
+            original()
+
+        pl_module.on_after_backward = wrapped  # type: ignore[method-assign]
+
+
+def test_a_hook_wrapped_at_train_start_wraps_the_real_hook(tmp_path) -> None:
+    wrapper = _WrapsAtTrainStart()
+    model = TinyModel(n_loader=48)
+    _fit(tmp_path, True, model, callbacks=[wrapper])
+    assert wrapper.calls == 6
