@@ -80,8 +80,10 @@ def step_cost(kind: str, template: Model, loader: DataLoader, tmp: str) -> tuple
         profiler = SimpleProfiler()
     elif kind == "pytorch":
         profiler = PyTorchProfiler(dirpath=tmp, filename="trace", export_to_chrome=False)
-    elif kind in ("bottleneck", "measure_only"):
-        callbacks.append(BottleneckProfiler(dirpath=tmp, console=False, skip_empty_hooks=kind == "bottleneck"))
+    elif kind == "bottleneck":  # the defaults
+        callbacks.append(BottleneckProfiler(dirpath=tmp, console=False))
+    elif kind == "measure_only":
+        callbacks.append(BottleneckProfiler(dirpath=tmp, console=False, skip_empty_hooks=False))
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, profiler=profiler,
                          callbacks=callbacks)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.checkpoint import Checkpoint
+from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -67,6 +68,8 @@ class BottleneckProfiler(Callback):
             (empty defaults of the LightningModule, the strategy and the callbacks). Lightning names,
             times and calls each of them every step, a few microseconds apiece; skipping them changes
             nothing that runs and pays for the profiler's own measurement. Restored after the fit.
+            ``auto``: skip them unless a profiler set on the Trainer is chained (it keeps seeing every
+            hook); ``true``: always; ``false``: never.
     """
 
     def __init__(
@@ -86,13 +89,14 @@ class BottleneckProfiler(Callback):
         console: bool = True,
         timeline_points: int = 96,
         device_timing: Literal["auto", "events", "host", "off"] = "auto",
-        skip_empty_hooks: bool = True,
+        skip_empty_hooks: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         check_options(filename=filename, formats=formats, sample_every_n_steps=sample_every_n_steps,
                       sync_every_n_steps=sync_every_n_steps, timeline_points=timeline_points,
                       warmup_steps=warmup_steps, deep_window_steps=deep_window_steps,
-                      deep_window_start=deep_window_start, device_timing=device_timing, trace_max_mb=trace_max_mb)
+                      deep_window_start=deep_window_start, device_timing=device_timing, trace_max_mb=trace_max_mb,
+                      skip_empty_hooks=skip_empty_hooks)
         self.dirpath = dirpath
         self.filename = filename
         self.formats = tuple(formats)
@@ -194,6 +198,11 @@ class BottleneckProfiler(Callback):
         self.__dict__.pop("on_train_batch_end", None)
         self._end_hook_off = False
 
+    def _skips_hooks(self) -> bool:
+        if self.skip_empty_hooks == "auto":
+            return self._inner is None or isinstance(self._inner, PassThroughProfiler)  # no profiler of the user's
+        return bool(self.skip_empty_hooks)
+
     def _time_optimizers(self, trainer: pl.Trainer) -> None:
         optimizers = trainer.optimizers
         ids = tuple(map(id, optimizers))
@@ -274,7 +283,7 @@ class BottleneckProfiler(Callback):
         index = self._ended()
         if index == 0:
             self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
-            if self.skip_empty_hooks and not self._shadowed:  # after every callback's train start, which may wrap hooks
+            if self._skips_hooks() and not self._shadowed:  # after every callback's train start, which may wrap hooks
                 self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)

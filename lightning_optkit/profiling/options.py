@@ -21,7 +21,7 @@ def _positive(name: str, value: Any, hint: str) -> None:
 
 def check_options(*, filename: str, formats: Sequence[str], sample_every_n_steps: int, sync_every_n_steps: int,
                   timeline_points: int, warmup_steps: int, deep_window_steps: int, deep_window_start: int,
-                  device_timing: str, trace_max_mb: float) -> None:
+                  device_timing: str, trace_max_mb: float, skip_empty_hooks: Any = "auto") -> None:
     """Raise ``ValueError`` naming the argument, its value and what is allowed, for the first bad one."""
     _positive("sample_every_n_steps", sample_every_n_steps, "take a sample every 25 steps, for example")
     _positive("sync_every_n_steps", sync_every_n_steps, "gather rank summaries every 200 steps, for example")
@@ -41,3 +41,6 @@ def check_options(*, filename: str, formats: Sequence[str], sample_every_n_steps
         raise ValueError(f"device_timing={device_timing!r} must be one of 'auto', 'events', 'host', 'off'")
     if not trace_max_mb > 0:
         raise ValueError(f"trace_max_mb={trace_max_mb!r} must be > 0, such as 50")
+    if not (isinstance(skip_empty_hooks, bool) or skip_empty_hooks == "auto"):
+        raise ValueError(f"skip_empty_hooks={skip_empty_hooks!r} must be True, False or 'auto' (skip them unless a "
+                         "profiler set on the Trainer should see every hook)")

@@ -273,6 +273,8 @@ def test_unwritable_directory_fails_at_setup(tmp_path) -> None:
         ({"filename": "a/b"}, "filename='a/b' must be a plain file name"),
         ({"trace_max_mb": 0}, "trace_max_mb=0 must be > 0"),
         ({"device_timing": "gpu"}, "device_timing='gpu' must be one of 'auto', 'events', 'host', 'off'"),
+        ({"skip_empty_hooks": "yes"}, "skip_empty_hooks='yes' must be True, False or 'auto'"),
+        ({"skip_empty_hooks": 1}, "skip_empty_hooks=1 must be True, False or 'auto'"),
     ],
 )
 def test_bad_input(kwargs: dict[str, Any], match: str) -> None:

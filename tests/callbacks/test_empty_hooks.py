@@ -150,3 +150,21 @@ def test_a_hook_wrapped_at_train_start_wraps_the_real_hook(tmp_path) -> None:
     model = TinyModel(n_loader=48)
     _fit(tmp_path, True, model, callbacks=[wrapper])
     assert wrapper.calls == 6
+
+
+@pytest.mark.parametrize("user_profiler", [False, True])
+def test_auto_skips_unless_a_profiler_of_the_users_is_chained(tmp_path, user_profiler: bool) -> None:
+    model = _Hooked()
+    recorder = _Recorder() if user_profiler else None
+    seen: list[Any] = []
+
+    class _Peek(pl.Callback):
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+            seen.append(vars(pl_module).get("on_before_backward", "method"))
+
+    trainer = make_trainer(profiler=recorder, callbacks=[BottleneckProfiler(dirpath=str(tmp_path), console=False),
+                                                         _Peek()])
+    trainer.fit(model)
+    assert set(seen) == ({"method"} if user_profiler else {None})
+    if recorder is not None:  # the user's profiler still sees every hook
+        assert recorder.entered[f"[LightningModule]{type(model).__name__}.on_before_backward"] == 6
