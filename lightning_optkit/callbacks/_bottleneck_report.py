@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_optkit import _shared
+from lightning_optkit.callbacks._empty_hooks import is_default
 from lightning_optkit.profiling import files, render
 from lightning_optkit.profiling.collect import measurements_from, rank_summary
 from lightning_optkit.profiling.html import to_html
@@ -51,21 +52,20 @@ def quiet_actions(trainer: pl.Trainer, module: pl.LightningModule, exclude: Any 
     for callback in trainer.callbacks:
         for hook in hooks:
             # the profiler's own hooks cost a few hundred nanoseconds: not worth timing either
-            if callback is exclude or getattr(type(callback), hook, None) is getattr(base, hook):
+            if callback is exclude or is_default(callback, base, hook):
                 names.add(f"[Callback]{callback.state_key}.{hook}")
     owner = type(module).__name__
     for hook in _MODULE_NO_OPS:
-        if getattr(type(module), hook, None) is getattr(pl.LightningModule, hook, None):
+        if is_default(module, pl.LightningModule, hook):
             names.add(f"[LightningModule]{owner}.{hook}")
-    if type(module).optimizer_step is pl.LightningModule.optimizer_step:
+    if is_default(module, pl.LightningModule, "optimizer_step"):
         names.add(f"[LightningModule]{owner}.optimizer_step")  # plumbing around the timed optimizer.step
-    clip = type(module).configure_gradient_clipping is pl.LightningModule.configure_gradient_clipping
-    if clip and not trainer.gradient_clip_val:
+    if is_default(module, pl.LightningModule, "configure_gradient_clipping") and not trainer.gradient_clip_val:
         names.add(f"[LightningModule]{owner}.configure_gradient_clipping")
-    strategy = type(trainer.strategy)
+    strategy = trainer.strategy
     for hook in [h for h in dir(Strategy) if h.startswith("on_") and callable(getattr(Strategy, h))]:
-        if getattr(strategy, hook, None) is getattr(Strategy, hook):
-            names.add(f"[Strategy]{strategy.__name__}.{hook}")
+        if is_default(strategy, Strategy, hook):
+            names.add(f"[Strategy]{type(strategy).__name__}.{hook}")
     return frozenset(names)
 
 

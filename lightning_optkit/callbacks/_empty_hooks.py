@@ -15,7 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import Strategy
 
-__all__ = ["shadow_empty_hooks", "restore_hooks"]
+__all__ = ["is_default", "shadow_empty_hooks", "restore_hooks"]
 
 #: Per-batch hooks whose defaults on LightningModule and Callback do nothing and return ``None``
 _TRAIN_PER_BATCH = (
@@ -28,9 +28,14 @@ _CALLBACK_PER_BATCH = (*_TRAIN_PER_BATCH, "on_validation_batch_start", "on_valid
 _STRATEGY_PER_BATCH = ("on_train_batch_start",)
 
 
+def is_default(target: Any, base: type, name: str) -> bool:
+    """Whether ``target``'s class leaves hook ``name`` as ``base`` defines it (not overridden)."""
+    return getattr(type(target), name, None) is getattr(base, name, None)
+
+
 def _shadow(target: Any, base: type, names: tuple[str, ...], shadowed: list[tuple[Any, str]]) -> None:
     for name in names:
-        if name in target.__dict__ or getattr(type(target), name, None) is not getattr(base, name):
+        if name in target.__dict__ or not is_default(target, base, name):
             continue  # overridden, or set on the instance by someone else
         target.__dict__[name] = None
         shadowed.append((target, name))

@@ -283,7 +283,7 @@ class BottleneckProfiler(Callback):
         index = self._ended()
         if index == 0:
             self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
-            if self._skips_hooks() and not self._shadowed:  # after every callback's train start, which may wrap hooks
+            if self._skips_hooks():  # after every callback's train start, which may wrap hooks
                 self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)

@@ -141,18 +141,33 @@ def test_exception_still_leaves_a_report(tmp_path) -> None:
     assert isinstance(trainer.profiler, PassThroughProfiler)
 
 
-class _Race(pl.Callback):
+class _Search(pl.Callback):
+    """Spends batches ``first`` to ``last`` on the search ``name`` (``first=None``: from train start)."""
+
+    def __init__(self, name: str, first: int | None, last: int) -> None:
+        self.name, self.first, self.last = name, first, last
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.first is None:
+            _shared.set_search_phase(trainer, self.name)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int) -> None:
+        if index == self.first:
+            _shared.set_search_phase(trainer, self.name)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if args[-1] == self.last:
+            _shared.set_search_phase(trainer, None)
+
+
+class _Race(_Search):
     """Marks the first four steps as spent on a search and records a decision."""
+
+    def __init__(self) -> None:
+        super().__init__("optimizer_race", None, 3)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         _shared.record_decision(trainer, "AutoOptimizer", {"optimizer": "adamw", "lr": 0.01})
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _shared.set_search_phase(trainer, "optimizer_race")
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if args[-1] == 3:
-            _shared.set_search_phase(trainer, None)
 
 
 def test_search_steps_and_decisions(tmp_path) -> None:
@@ -164,21 +179,9 @@ def test_search_steps_and_decisions(tmp_path) -> None:
     assert "AutoOptimizer" in (tmp_path / "bottlenecks.md").read_text()
 
 
-class _LateSearch(pl.Callback):
-    """Spends batches 5 to 7, long after the warm-up, on a search."""
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int) -> None:
-        if index == 5:
-            _shared.set_search_phase(trainer, "precision_probe")
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if args[-1] == 7:
-            _shared.set_search_phase(trainer, None)
-
-
 def test_a_search_after_the_warm_up_is_excluded(tmp_path) -> None:
     # the phase is set in batch 5's start hook, after that step opened: the profiler counts it from batch 6
-    profiler, _ = _fit(tmp_path, warmup_steps=2, measure_flops=False, trainer={"callbacks": [_LateSearch()]})
+    profiler, _ = _fit(tmp_path, warmup_steps=2, measure_flops=False, trainer={"callbacks": [_Search("precision_probe", 5, 7)]})
     report = profiler.report
     assert report["excluded"]["warmup"]["steps"] == 2
     assert report["excluded"]["precision_probe"]["steps"] == 2
