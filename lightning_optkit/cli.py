@@ -157,7 +157,7 @@ def _report(args: argparse.Namespace) -> int:
     import json
 
     from lightning_optkit.profiling import html, render
-    from lightning_optkit.profiling.files import write_atomic
+    from lightning_optkit._files import write_atomic
 
     try:
         with open(args.json, encoding="utf-8") as handle:

@@ -10,9 +10,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_optkit import _shared
+from lightning_optkit import _trainer
 from lightning_optkit.callbacks._empty_hooks import is_default
-from lightning_optkit.profiling import files, render
+from lightning_optkit import _files as files
+from lightning_optkit.profiling import render
 from lightning_optkit.profiling.collect import measurements_from, rank_summary
 from lightning_optkit.profiling.html import to_html
 from lightning_optkit.profiling.measurements import Measurements, RankSummary
@@ -217,7 +218,7 @@ def assemble_report(trainer: pl.Trainer, accountant: Any, samples: Any, *, statu
         val_check_interval=trainer.val_check_interval, device_seconds=device_seconds(timer, accountant),
     )
     return build_report(
-        m, diagnose(m), decisions=dict(_shared.run_notes(trainer).decisions),
+        m, diagnose(m), decisions=dict(_trainer.run_notes(trainer).decisions),
         throughput=throughput_summary(m, samples.batch_size, flops, peak_flops(device, precision)),
         memory=memory_summary(samples.memory.samples(), samples.peak, alloc),
         timeline=accountant.timeline_per_step(), steps_per_point=accountant.timeline.steps_per_point, status=status,

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_optkit._shared import search_phase
+from lightning_optkit._trainer import search_phase
 from lightning_optkit.callbacks._search_steps import batch_source, make_step, reset_metrics
 from lightning_optkit.optim.choice import Choice
 from lightning_optkit.optim.groups import describe_groups

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from lightning_optkit._shared import record_decision
+from lightning_optkit._trainer import record_decision
 from lightning_optkit.callbacks._optimizer_search import run_search
 from lightning_optkit.optim.choice import Choice, flat_hparams, format_choice
 from lightning_optkit.optim.decide import (

@@ -22,14 +22,15 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_optkit import _shared
+from lightning_optkit import _trainer
 from lightning_optkit.callbacks._bottleneck_report import assemble_report, quiet_actions, share_metrics, write_files
 from lightning_optkit.callbacks._empty_hooks import restore_hooks, shadow_empty_hooks
 from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
 from lightning_optkit.callbacks._run_samples import RunSamples
 from lightning_optkit.callbacks._timed_calls import install_timed_log, time_optimizers, untime_optimizers
 from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
-from lightning_optkit.profiling import files, render
+from lightning_optkit import _files as files
+from lightning_optkit.profiling import render
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import rank_summary
 from lightning_optkit.profiling.options import check_options
@@ -135,7 +136,7 @@ class BottleneckProfiler(Callback):
         checkpoint_keys = frozenset(cb.state_key for cb in trainer.callbacks if isinstance(cb, Checkpoint))
         classifier = ActionClassifier(checkpoint_keys=checkpoint_keys, own_key=self.state_key,
                                       quiet=quiet_actions(trainer, pl_module, exclude=self))
-        self._notes = _shared.run_notes(trainer)
+        self._notes = _trainer.run_notes(trainer)
         self.accountant = PhaseAccountant(classifier, self._step_kind, timeline_points=self.timeline_points)
         self.accountant.on_step_end = self._on_step_end
         # batches ended: Lightning's own counter, from train start (after a restore); the per-batch hooks
@@ -223,7 +224,7 @@ class BottleneckProfiler(Callback):
         return 0 if progress is None else progress.completed - self._offset
 
     def _step_kind(self) -> str | None:
-        search = self._notes.phase  # what ``_shared.current_search_phase`` reads, without the call
+        search = self._notes.phase  # what ``_trainer.current_search_phase`` reads, without the call
         if search is not None:
             return search
         progress = self._progress

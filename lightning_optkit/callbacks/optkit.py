@@ -3,7 +3,7 @@
 ``Trainer(callbacks=[OptKit()])`` adds AutoOptimizer, WarmupDecay and BottleneckProfiler as
 callbacks and installs AutoPrecision as the precision plugin, each configurable with a dict of its
 arguments or switched off with ``False``. When fit starts the components cooperate through
-:mod:`lightning_optkit._shared`; OptKit prints their decisions as one start-of-fit summary.
+:mod:`lightning_optkit._trainer`; OptKit prints their decisions as one start-of-fit summary.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_optkit._shared import current_search_phase, run_notes
+from lightning_optkit._trainer import current_search_phase, run_notes
 
 __all__ = ["OptKit", "format_decisions"]
 

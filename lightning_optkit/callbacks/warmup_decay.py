@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_optkit._shared import record_decision, skipped_updates
+from lightning_optkit._trainer import record_decision, skipped_updates
 from lightning_optkit.callbacks._warmup_decay_report import (
     _APPLIED,
     _Driven,

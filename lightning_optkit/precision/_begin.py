@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from lightning_optkit._shared import set_search_phase
+from lightning_optkit._trainer import set_search_phase
 from lightning_optkit.precision import _steps
 from lightning_optkit.precision.decision import (
     PRECISIONS,

@@ -16,7 +16,7 @@ import torch
 from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from lightning_optkit._shared import record_decision
+from lightning_optkit._trainer import record_decision
 from lightning_optkit.precision.decision import (
     SIGNIFICAND_BITS,
     Decision,

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
-from lightning_optkit._shared import current_search_phase, set_search_phase
+from lightning_optkit._trainer import current_search_phase, set_search_phase
 from lightning_optkit.precision import _begin, _steps
 from lightning_optkit.precision.decision import (
     Decision,

@@ -90,7 +90,7 @@ def build_report(
     Args:
         m: The run's measurements.
         findings: The diagnosis, already ordered.
-        decisions: What other components decided (``_shared.run_notes(trainer).decisions``).
+        decisions: What other components decided (``_trainer.run_notes(trainer).decisions``).
         throughput: Samples/s, FLOP/s and utilisation.
         memory: Memory figures in MB.
         timeline: Mean seconds per step by category for each timeline point (rank zero's).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lightning_optkit.schedules._checks import as_choice, as_float, as_int, fail
+from lightning_optkit._checks import as_choice, as_float, as_int, fail
 from lightning_optkit.schedules.registry import Context, Plan, register_shape
 
 __all__ = [

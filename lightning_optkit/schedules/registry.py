@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from lightning_optkit.schedules._checks import fail
+from lightning_optkit._checks import fail
 
 __all__ = [
     "COMPATS",

@@ -11,7 +11,7 @@ from lightning_optkit.schedules import hf as _hf  # noqa: F401  (registers the h
 from lightning_optkit.schedules import shapes as _shapes  # noqa: F401  (registers the default shapes)
 from lightning_optkit.schedules import timm as _timm  # noqa: F401  (registers the timm shapes)
 from lightning_optkit.schedules import warmups as _warmups  # noqa: F401  (registers the warm-ups)
-from lightning_optkit.schedules._checks import as_choice, as_float, as_int, fail
+from lightning_optkit._checks import as_choice, as_float, as_int, fail
 from lightning_optkit.schedules.registry import (
     COMPATS,
     Context,

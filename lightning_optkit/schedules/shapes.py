@@ -14,7 +14,7 @@ import math
 from itertools import pairwise
 from typing import Any
 
-from lightning_optkit.schedules._checks import (
+from lightning_optkit._checks import (
     as_choice,
     as_float,
     as_int,

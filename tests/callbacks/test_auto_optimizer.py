@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_optkit import AutoOptimizer
-from lightning_optkit._shared import current_search_phase, run_notes
+from lightning_optkit._trainer import current_search_phase, run_notes
 from lightning_optkit.callbacks import _optimizer_search as search_module
 from lightning_optkit.callbacks import auto_optimizer as auto_module
 from tests.helpers.models import TinyModel, make_trainer

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_optkit import BottleneckProfiler, _shared
+from lightning_optkit import BottleneckProfiler, _trainer
 from tests.helpers.models import TinyModel, make_trainer
 
 
@@ -149,15 +149,15 @@ class _Search(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.first is None:
-            _shared.set_search_phase(trainer, self.name)
+            _trainer.set_search_phase(trainer, self.name)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int) -> None:
         if index == self.first:
-            _shared.set_search_phase(trainer, self.name)
+            _trainer.set_search_phase(trainer, self.name)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if args[-1] == self.last:
-            _shared.set_search_phase(trainer, None)
+            _trainer.set_search_phase(trainer, None)
 
 
 class _Race(_Search):
@@ -167,7 +167,7 @@ class _Race(_Search):
         super().__init__("optimizer_race", None, 3)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        _shared.record_decision(trainer, "AutoOptimizer", {"optimizer": "adamw", "lr": 0.01})
+        _trainer.record_decision(trainer, "AutoOptimizer", {"optimizer": "adamw", "lr": 0.01})
 
 
 def test_search_steps_and_decisions(tmp_path) -> None:

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 
 from lightning_optkit import AutoOptimizer, AutoPrecision, BottleneckProfiler, OptKit, WarmupDecay
-from lightning_optkit._shared import run_notes
+from lightning_optkit._trainer import run_notes
 from tests.helpers.models import TinyModel, make_trainer
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_optkit import OptKit
-from lightning_optkit._shared import run_notes
+from lightning_optkit._trainer import run_notes
 from lightning_optkit.precision.hardware import HardwareFacts
 from tests.helpers.lr_recorder import LRRecorder
 from tests.helpers.models import TinyModel, make_trainer

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_optkit import OptKit
-from lightning_optkit._shared import run_notes
+from lightning_optkit._trainer import run_notes
 from lightning_optkit.demo import DigitsClassifier, DigitsDataModule
 from tests.helpers.lr_recorder import CrashAt, LRRecorder
 

@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from lightning_optkit._shared import run_notes
+from lightning_optkit._trainer import run_notes
 from lightning_optkit.precision import AutoPrecision
 from tests.helpers.models import TinyModel
 from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, cuda_facts

@@ -87,13 +87,13 @@ class StepRecorder(Callback):
         self.start_precisions: list[str] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        from lightning_optkit._shared import current_search_phase
+        from lightning_optkit._trainer import current_search_phase
 
         self.start_phases.append(current_search_phase(trainer))
         self.start_precisions.append(trainer.precision_plugin.precision)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        from lightning_optkit._shared import current_search_phase
+        from lightning_optkit._trainer import current_search_phase
 
         plugin = trainer.precision_plugin
         scaler = plugin.scaler

@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 import torch
 
-from lightning_optkit._shared import run_notes
+from lightning_optkit._trainer import run_notes
 from lightning_optkit.precision import AutoPrecision, choose_measured
 from lightning_optkit.precision.decision import Measurement
 from tests.helpers.models import TinyModel, make_trainer

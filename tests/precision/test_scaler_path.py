@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_optkit._shared import skipped_updates
+from lightning_optkit._trainer import skipped_updates
 from lightning_optkit.precision import AutoPrecision
 from tests.helpers.models import make_trainer
 from tests.helpers.precision_models import (

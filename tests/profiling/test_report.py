@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightning_optkit.profiling import files
+from lightning_optkit import _files as files
 from lightning_optkit.profiling.deep import summarise_window, user_frame
 from lightning_optkit.profiling.html import svg_chart, to_html
 from lightning_optkit.profiling.measurements import Measurements, RankSummary

@@ -1,10 +1,17 @@
-"""Argument checks that raise ``ValueError`` naming the argument, the value, the rule and a fix."""
+"""The one argument checker of every component: ``ValueError`` naming the argument, the value,
+what is allowed and a fix.
+
+Every public class checks its settings at construction through these functions, so a wrong value
+or a wrong type (``lr="3e-4"``, ``candidates="adamw"``) reads the same everywhere and never
+surfaces as a bare ``TypeError`` in the middle of training.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -82,12 +89,33 @@ def as_float(
     return number
 
 
-def as_choice(arg: str, value: Any, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices`` or raise listing them."""
+def as_choice(arg: str, value: Any, choices: Iterable[str], *, aliases: Mapping[str, str] | None = None,
+              fix: str | None = None) -> str:
+    """Return ``value`` if it is one of ``choices`` or raise listing them.
+
+    Args:
+        arg: the argument's name as the user wrote it.
+        value: the value to check.
+        choices: the allowed strings.
+        aliases: common misspellings mapped to the intended choice, for the hint.
+        fix: the hint when no close choice is found (default: pick one of them).
+
+    Returns:
+        ``value``, unchanged.
+    """
     names = list(choices)
-    if not isinstance(value, str) or value not in names:
-        raise fail(arg, value, f"expected one of {names}", f"pick one of them, e.g. {arg}={names[0]!r}")
-    return value
+    if isinstance(value, str) and value in names:
+        return value
+    listed = ", ".join(map(repr, names))
+    guess = (aliases or {}).get(value) if isinstance(value, str) else None
+    if guess is None and isinstance(value, str):
+        close = difflib.get_close_matches(value, names, n=1)
+        guess = close[0] if close else None
+    if guess is not None:
+        hint = f"did you mean {arg}={guess!r}?"
+    else:
+        hint = fix or f"pick one of them, e.g. {arg}={names[0]!r}"
+    raise ValueError(f"{arg}={value!r} is not one of {listed}; {hint}")
 
 
 def as_int_list(arg: str, value: Any, *, minimum: int = 0) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""What the components tell each other about a run, kept on the Trainer.
+"""What the Lightning classes share: notes about a run kept on the Trainer, and the rank gather.
 
 The four components never import each other. They meet through this small protocol, stored as
 one attribute of the ``Trainer``:
@@ -10,6 +10,9 @@ one attribute of the ``Trainer``:
   instead of blaming the run.
 * **skipped updates**: a precision plugin that skips optimizer updates on inf/nan gradients
   exposes ``skipped_steps`` (an ``int`` property); ``skipped_updates`` reads it.
+
+``gather_rows`` is the one all-gather of the package: every rank sends a float vector of the same
+length, so a collective can never wait on a shape mismatch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 __all__ = [
     "RunNotes",
     "run_notes",
@@ -27,6 +32,7 @@ __all__ = [
     "current_search_phase",
     "set_search_phase",
     "skipped_updates",
+    "gather_rows",
 ]
 
 _ATTR = "_lightning_optkit_notes"
@@ -86,3 +92,18 @@ def skipped_updates(trainer: Any) -> int | None:
     plugin = getattr(trainer, "precision_plugin", None)
     value = getattr(plugin, "skipped_steps", None)
     return None if value is None else int(value)
+
+
+def gather_rows(strategy: Any, row: list[float]) -> list[list[float]]:
+    """Every rank's ``row`` through the strategy's ``all_gather``, in rank order.
+
+    Args:
+        strategy: the Trainer's strategy (anything with ``root_device`` and ``all_gather``).
+        row: this rank's values; every rank must send the same length.
+
+    Returns:
+        One list per rank (a single list when the run has one process).
+    """
+    tensor = torch.tensor(row, dtype=torch.float64, device=strategy.root_device)
+    out = strategy.all_gather(tensor)
+    return out.reshape(-1, len(row)).cpu().tolist()

@@ -1,11 +1,15 @@
-"""Atomic report files and an early check that the report directory is writable."""
+"""Files every component writes: atomic text and JSON files, and an early check that a directory is
+writable (so a bad path fails at setup, not after training)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from typing import Any
 
-__all__ = ["check_writable", "write_atomic"]
+__all__ = ["check_writable", "write_atomic", "write_json_atomic"]
+
 
 
 def check_writable(dirpath: str) -> str | None:
@@ -39,3 +43,8 @@ def write_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (values JSON cannot hold become ``str``)."""
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
