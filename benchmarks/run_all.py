@@ -23,7 +23,8 @@ _RATIO = re.compile(r"^RATIO\s+(?P<name>\S+)\s+(?P<rest>.*)$")
 
 
 def scripts(only: list[str] | None) -> list[str]:
-    names = sorted(f for f in os.listdir(HERE) if f.endswith(".py") and f != os.path.basename(__file__))
+    names = sorted(f for f in os.listdir(HERE) if f.endswith(".py")
+                   and f not in (os.path.basename(__file__), "gpu_check.py"))
     if only:
         names = [n for n in names if any(o in n for o in only)]
     return [os.path.join(HERE, n) for n in names]
