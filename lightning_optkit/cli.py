@@ -81,7 +81,7 @@ def _schedule(args: argparse.Namespace) -> int:
     from lightning.pytorch.cli import LightningCLI
 
     from lightning_optkit.callbacks.warmup_decay import WarmupDecay
-    from lightning_optkit.schedule_plan import format_rows
+    from lightning_optkit.schedules.preview import format_rows
 
     cli_args = [arg for path in args.config for arg in ("--config", path)]
     cli = LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True,
