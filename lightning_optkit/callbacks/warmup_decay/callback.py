@@ -99,7 +99,7 @@ class WarmupDecay(Callback):
         self.plan = SchedulePlan.create(spec, total=total, groups=groups, late_group_warmup=late_group_warmup)
         self.count = as_choice("count", count, ("all", "applied"))
         self.horizon_change = as_choice("horizon_change", horizon_change, ("continue", "stretch"))
-        if optimizers is not None and (isinstance(optimizers, (str, bytes)) or not hasattr(optimizers, "__iter__")):
+        if optimizers is not None and not isinstance(optimizers, (list, tuple)):
             raise fail("optimizers", optimizers, "expected a list of optimizer indices", "pass e.g. optimizers=[0]")
         self.optimizer_indices = None if optimizers is None else [
             as_int(f"optimizers[{k}]", i, minimum=0, example=0) for k, i in enumerate(optimizers)
