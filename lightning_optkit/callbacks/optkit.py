@@ -14,7 +14,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
+from lightning_optkit._checks import fail
 from lightning_optkit._trainer import current_search_phase, run_notes
 
 __all__ = ["OptKit", "format_decisions"]
@@ -24,16 +27,16 @@ _SUMMARY_DEADLINE = 200  # steps after which the summary is printed even if a de
 
 
 def _kwargs(name: str, value: Part) -> Optional[dict[str, Any]]:
+    """The keyword arguments of part ``name`` (``None``: switched off)."""
     if value is None or value is True:
         return {}
     if value is False:
         return None
     if isinstance(value, dict):
         return dict(value)
-    raise ValueError(
-        f"{name}={value!r} must be true (recommended settings), false (switched off) or a dict of"
-        f" the component's arguments, such as {name}: {{verbose: false}}"
-    )
+    raise fail(name, value,
+               "expected true (recommended settings), false (switched off) or a dict of the part's arguments",
+               f"write e.g. {name}: {{verbose: false}}")
 
 
 def format_decisions(decisions: dict[str, dict[str, Any]]) -> str:
@@ -129,6 +132,7 @@ class OptKit(Callback):
         """The AutoPrecision part, or ``None`` when switched off."""
         return self.parts.get("precision")
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -146,7 +150,10 @@ class OptKit(Callback):
             }
         self._printed = False
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
         if self._printed or not self.summary:
             return
         decisions = run_notes(trainer).decisions

@@ -22,7 +22,7 @@ from lightning_optkit.schedules.registry import (
     warmup_table,
 )
 
-__all__ = ["Schedule", "build_schedule"]
+__all__ = ["Schedule", "build_schedule", "check_warmup"]
 
 _SHAPES = shape_table()
 _WARMUPS = warmup_table()
@@ -40,6 +40,40 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def check_warmup(
+    warmup_steps: int,
+    total_steps: int | None,
+    *,
+    arg: str = "warmup_steps",
+    value: Any = None,
+    fix: str | None = None,
+) -> None:
+    """Refuse a warm-up that is not shorter than its schedule: the one warm-up-against-total check.
+
+    :class:`Schedule` calls it on every build; the per-group plan calls it with the user's own
+    spelling of the warm-up (``"2ep"``) once that is resolved to steps.
+
+    Args:
+        warmup_steps: the warm-up in optimizer steps.
+        total_steps: the schedule's length in optimizer steps (``None``: open-ended, nothing to check).
+        arg: the argument's name as the user wrote it.
+        value: the warm-up as the user wrote it (``None``: ``warmup_steps`` itself).
+        fix: the hint (``None``: fewer warm-up steps or a longer total).
+
+    Raises:
+        ValueError: when ``warmup_steps >= total_steps``.
+    """
+    if total_steps is None or warmup_steps < total_steps:
+        return
+    if value is None:
+        shown, rule = warmup_steps, f"the warm-up must be shorter than total_steps={total_steps}"
+    else:
+        shown = value
+        rule = f"it is {warmup_steps} steps, and the warm-up must be shorter than the schedule's {total_steps} steps"
+    example = max(0, min(total_steps - 1, max(1, total_steps // 10)))
+    raise fail(arg, shown, rule, fix or f"use fewer warm-up steps, e.g. warmup_steps={example}, or raise total_steps")
 
 
 @dataclass(frozen=True)
@@ -106,10 +140,7 @@ class Schedule:
             raise fail("total_steps", None, f"decay={spec.name!r} (compat={compat!r}) needs the horizon",
                        f"pass total_steps (optimizer steps of the whole run){hint}"
                        + (f", or use a shape without a horizon: {free}" if free else ""))
-        if total is not None and steps_w >= total:
-            raise fail("warmup_steps", steps_w, f"the warm-up must be shorter than total_steps={total}",
-                       f"use fewer warm-up steps, e.g. warmup_steps={max(0, min(total - 1, max(1, total // 10)))}, "
-                       "or raise total_steps")
+        check_warmup(steps_w, total)
         if spec.own_warmup and self.warmup != "linear":
             raise fail("warmup", self.warmup, f"compat={compat!r} reproduces its anchor's own linear warm-up",
                        "use warmup='linear' (the default) or compat='default' for other warm-up shapes")

@@ -57,7 +57,7 @@ def test_users_own_precision_plugin_is_kept() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(schedule="cosine"), r"schedule='cosine' must be true .*, false .* or a dict"),
+        (dict(schedule="cosine"), r"schedule='cosine' is not allowed: expected true .*, false .* or a dict"),
         (dict(schedule={"warmup": -1}), r"warmup=-1 is negative"),
         (dict(optimizer={"no_such_arg": 1}), r"optimizer=.*no_such_arg"),
     ],

@@ -23,7 +23,7 @@ def test_wheel_builds_installs_and_imports(tmp_path) -> None:
     (wheel,) = dist.glob("lightning_optkit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "lightning_optkit/py.typed" in names
-    assert "lightning_optkit/callbacks/warmup_decay.py" in names
+    assert "lightning_optkit/callbacks/warmup_decay/callback.py" in names
     assert not any(n.startswith(("tests/", "examples/", "benchmarks/")) for n in names)
 
     venv = tmp_path / "venv"

@@ -1,8 +1,9 @@
 """``WarmupDecay``: warm-up + decay learning-rate schedules as a Lightning callback.
 
-The schedule math lives in :mod:`lightning_optkit.schedules` and :mod:`lightning_optkit.schedule_plan`;
-this module only reads the trainer's state, asks the schedule for a multiplier and writes
-``base_lr * multiplier`` into each param group right before each optimizer update.
+The schedule math lives in :mod:`lightning_optkit.schedules` (:class:`~lightning_optkit.schedules.plan.SchedulePlan`
+is what the user asked for); this module only reads the trainer's state, asks each
+:class:`~lightning_optkit.callbacks.warmup_decay.driven.DrivenOptimizer` for the LRs of the current
+step and lets it write them into the param groups right before each optimizer update.
 """
 
 from __future__ import annotations
@@ -15,27 +16,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
+from lightning_optkit._checks import as_choice, as_int, fail
 from lightning_optkit._trainer import record_decision, skipped_updates
-from lightning_optkit.callbacks._warmup_decay_report import (
-    _APPLIED,
-    _Driven,
-    check_choice,
-    count_applied,
-    format_schedule,
-    lr_metrics,
-    preview_curves,
-    schedule_rows,
-    trap_warnings,
-)
-from lightning_optkit.durations import parse_duration
-from lightning_optkit.schedule_plan import ScheduleSpec, late_group_factor, resolve_schedule, resolve_total
+from lightning_optkit.callbacks.warmup_decay.driven import DrivenOptimizer
+from lightning_optkit.callbacks.warmup_decay.report import LRHistory, format_schedule, trap_warnings
+from lightning_optkit.schedules.plan import SchedulePlan
+from lightning_optkit.schedules.spec import ScheduleSpec
 
 __all__ = ["WarmupDecay"]
-
-_ATTEMPTS = "optkit_updates"  # the optimizer's own count of updates (several optimizers)
-_START = "optkit_start_step"  # the step at which a param group joined
-_HISTORY_POINTS = 4096
 
 
 class WarmupDecay(Callback):
@@ -104,53 +94,45 @@ class WarmupDecay(Callback):
         plot_path: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.spec = ScheduleSpec.create(
-            warmup=warmup, decay=decay, warmup_shape=warmup_shape, warmup_start=warmup_start,
-            min_lr_ratio=min_lr_ratio, compat=compat, options=options,
-        )
-        self.total = None if total is None else parse_duration(total, name="total")
-        if self.total is not None and self.total.unit == "steps" and self.total.value < 1:
-            raise ValueError(f"total={total!r} must be at least 1 optimizer step")
-        if (
-            self.total is not None and self.total.unit == "steps"
-            and not isinstance(self.spec.warmup, str) and self.spec.warmup.unit == "steps"
-            and self.spec.warmup.value > self.total.value
-        ):
-            raise ValueError(
-                f"warmup={warmup!r} is longer than total={total!r}; use a warm-up shorter than the"
-                " schedule, or a share such as '5%'"
-            )
-        self.group_specs = {
-            str(key): self.spec.with_overrides(value, where=f"groups[{key!r}]")
-            for key, value in (groups or {}).items()
-        }
-        check_choice("count", count, ("all", "applied"))
-        check_choice("horizon_change", horizon_change, ("continue", "stretch"))
-        if optimizers is not None and any(not isinstance(i, int) or i < 0 for i in optimizers):
-            raise ValueError(f"optimizers={optimizers!r} must be a list of optimizer indices >= 0")
-        if logging_interval is not None and logging_interval < 1:
-            raise ValueError(f"logging_interval={logging_interval!r} must be >= 1 (or None)")
-        self.late_group_warmup = (
-            None if late_group_warmup is None
-            else parse_duration(late_group_warmup, name="late_group_warmup")
-        )
-        self.count = count
+        spec = ScheduleSpec.create(warmup=warmup, decay=decay, warmup_shape=warmup_shape, warmup_start=warmup_start,
+                                   min_lr_ratio=min_lr_ratio, compat=compat, options=options)
+        self.plan = SchedulePlan.create(spec, total=total, groups=groups, late_group_warmup=late_group_warmup)
+        self.count = as_choice("count", count, ("all", "applied"))
+        self.horizon_change = as_choice("horizon_change", horizon_change, ("continue", "stretch"))
+        if optimizers is not None and not isinstance(optimizers, (list, tuple)):
+            raise fail("optimizers", optimizers, "expected a list of optimizer indices", "pass e.g. optimizers=[0]")
+        self.optimizer_indices = None if optimizers is None else [
+            as_int(f"optimizers[{k}]", i, minimum=0, example=0) for k, i in enumerate(optimizers)
+        ]
+        self.logging_interval = None if logging_interval is None else as_int(
+            "logging_interval", logging_interval, minimum=1, example=50)
         self.scale_weight_decay = scale_weight_decay
-        self.horizon_change = horizon_change
-        self.optimizer_indices = optimizers
         self.log_lr = log_lr
-        self.logging_interval = logging_interval
         self.verbose = verbose
         self.plot_path = plot_path
-        self.history: list[tuple[int, list[float]]] = []  # (step, LRs) of the first optimizer
-        self._history_every = 1
-        self._driven: list[_Driven] = []
-        self._matched: set[str] = set()
+        self._history = LRHistory()  # the LRs of the first driven optimizer, for the plot
+        self._driven: list[DrivenOptimizer] = []
         self._saved: dict[str, Any] = {}
         self._steps_per_epoch: Optional[int] = None
         self._horizon: Optional[int] = None
 
+    @property
+    def spec(self) -> ScheduleSpec:
+        """The schedule of every param group without an override."""
+        return self.plan.spec
+
+    @property
+    def group_specs(self) -> dict[str, ScheduleSpec]:
+        """The per-group overrides, by key."""
+        return dict(self.plan.groups)
+
+    @property
+    def history(self) -> list[tuple[int, list[float]]]:
+        """``(step, [lr of each group])`` of the first driven optimizer, thinned to constant memory."""
+        return self._history.points
+
     # ------------------------------------------------------------------ checkpoint
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": 1,
@@ -159,13 +141,14 @@ class WarmupDecay(Callback):
             "base_wds": {str(d.index): list(d.base_wds) for d in self._driven},
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._saved = dict(state_dict)
 
     # ------------------------------------------------------------------ hooks
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._driven, self._matched = [], set()
-        self.history, self._history_every = [], 1
+        self._driven, self._history = [], LRHistory()
         horizon = trainer.estimated_stepping_batches
         batches = trainer.num_training_batches
         self._steps_per_epoch = (
@@ -175,10 +158,10 @@ class WarmupDecay(Callback):
         self._horizon = None if horizon in (None, -1) or math.isinf(horizon) else int(horizon)
         try:
             for index in self._indices(trainer):
-                self._driven.append(self._drive(trainer, index, trainer.optimizers[index]))
+                self._driven.append(self._drive(index, trainer.optimizers[index]))
         except ValueError as err:
             raise MisconfigurationException(f"WarmupDecay: {err}") from None
-        unmatched = sorted(set(self.group_specs) - self._matched)
+        unmatched = self.plan.unmatched(g.key for d in self._driven for g in d.groups)
         if unmatched:
             names = [f"{d.index}/{j} ({n})" for d in self._driven for j, n in enumerate(d.names)]
             raise MisconfigurationException(
@@ -186,41 +169,49 @@ class WarmupDecay(Callback):
                 f" {', '.join(names)}. Key overrides by group name, by index ('1') or as"
                 " 'optimizer/group' ('0/1')."
             )
-        self._warn_traps(trainer)
-        self._announce(trainer)
+        for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], trainer.max_steps):
+            rank_zero_warn(f"WarmupDecay: {message}")
+        rows = [row for d in self._driven for row in d.rows()]
+        record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
+        if self.verbose:
+            rank_zero_info(format_schedule(rows))
 
+    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if pl_module.automatic_optimization and self._driven:
             self._refresh(trainer)
             for driven in self._driven:
-                self._apply(trainer, driven, log=False)
+                driven.apply(self._step_of(trainer, driven), scale_weight_decay=self.scale_weight_decay)
 
+    @override
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         self._refresh(trainer)
         for driven in self._driven:
             if driven.optimizer is optimizer:
-                self._apply(trainer, driven, log=True)
+                step = self._step_of(trainer, driven)
+                lrs = driven.apply(step, scale_weight_decay=self.scale_weight_decay)
+                if driven.first_log_of(step):
+                    self._record(trainer, driven, step, lrs)
                 if len(self._driven) > 1 or len(trainer.optimizers) > 1:
-                    group = optimizer.param_groups[0]
-                    group[_ATTEMPTS] = group.get(_ATTEMPTS, 0) + 1
+                    driven.count_attempt()
                 return
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.plot_path and trainer.is_global_zero and self.history:
-            from lightning_optkit.plots import plot_lr_curves
+            from lightning_optkit.schedules.plot import plot_lr_curves
 
             names = self._driven[0].names if self._driven else []
             plot_lr_curves(self.history, names, self.plot_path, title="Learning rate used")
 
+    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for driven in self._driven:
-            if driven.hook is not None:
-                driven.hook.remove()
-                driven.hook = None
+            driven.release()
 
     def preview(
         self,
@@ -245,15 +236,8 @@ class WarmupDecay(Callback):
             path: Write a PNG of the curves there (needs matplotlib).
             max_rows: About how many rows the table has.
         """
-        bases = list(base_lrs or [1.0])
-        labels = list(names or [f"pg{j + 1}" for j in range(len(bases))])
-        total = resolve_total(self.total, horizon=total_steps, steps_per_epoch=steps_per_epoch)
-        if total is None:
-            raise ValueError("preview needs total_steps (or WarmupDecay(total=<steps>)) to know the horizon")
-        self._matched = set()
-        specs = [self._spec_for(0, j, name) for j, name in enumerate(labels)]
-        return preview_curves(specs, bases, labels, total=total, steps_per_epoch=steps_per_epoch,
-                              beta2=beta2, path=path, max_rows=max_rows)
+        return self.plan.preview(total_steps, steps_per_epoch=steps_per_epoch, base_lrs=base_lrs, names=names,
+                                 beta2=beta2, path=path, max_rows=max_rows)
 
     # ------------------------------------------------------------------ internals
     def _indices(self, trainer: pl.Trainer) -> list[int]:
@@ -269,7 +253,7 @@ class WarmupDecay(Callback):
         return list(self.optimizer_indices)
 
     def _total_for(self, index: int) -> Optional[int]:
-        total = resolve_total(self.total, horizon=self._horizon, steps_per_epoch=self._steps_per_epoch)
+        total = self.plan.total_steps(horizon=self._horizon, steps_per_epoch=self._steps_per_epoch)
         saved = self._saved.get("totals", {}).get(str(index))
         if saved is not None and total is not None and saved != total:
             if self.horizon_change == "continue":
@@ -282,118 +266,39 @@ class WarmupDecay(Callback):
             rank_zero_info(f"WarmupDecay: stretching the schedule from {saved} to {total} steps.")
         return total if total is not None else saved
 
-    def _drive(self, trainer: pl.Trainer, index: int, optimizer: torch.optim.Optimizer) -> _Driven:
-        driven = _Driven(index=index, optimizer=optimizer, total=self._total_for(index))
-        saved_lrs = self._saved.get("base_lrs", {}).get(str(index), [])
-        saved_wds = self._saved.get("base_wds", {}).get(str(index), [])
-        for j, group in enumerate(optimizer.param_groups):
-            self._add_group(driven, j, group, saved_lrs, saved_wds, start=0)
-        if self.count == "applied":
-            driven.hook = optimizer.register_step_post_hook(count_applied)
-        return driven
-
-    def _add_group(self, driven: _Driven, j: int, group: dict, saved_lrs: list, saved_wds: list,
-                   start: int) -> None:
-        name = str(group.get("name", f"pg{j + 1}"))
-        base = group.get("initial_lr", saved_lrs[j] if j < len(saved_lrs) else group["lr"])
-        group.setdefault("initial_lr", base)
-        group.setdefault(_START, start)
-        spec = self._spec_for(driven.index, j, name)
-        betas = group.get("betas")
-        beta2 = float(betas[1]) if isinstance(betas, (tuple, list)) and len(betas) > 1 else None
-        where = f"optimizer {driven.index}, group {name!r}: "
-        defaults = None
-        if spec.compat == "hf" and spec.decay == "polynomial":  # transformers reads defaults["lr"]
-            defaults = {"lr_init": driven.optimizer.defaults.get("lr", base)}
-        schedule, warmup = resolve_schedule(
-            spec, total=driven.total, steps_per_epoch=self._steps_per_epoch, beta2=beta2, where=where,
-            defaults=defaults,
+    def _drive(self, index: int, optimizer: torch.optim.Optimizer) -> DrivenOptimizer:
+        driven = DrivenOptimizer(index=index, optimizer=optimizer, total=self._total_for(index))
+        driven.add_groups(
+            self.plan, steps_per_epoch=self._steps_per_epoch,
+            saved_lrs=self._saved.get("base_lrs", {}).get(str(index), []),
+            saved_wds=self._saved.get("base_wds", {}).get(str(index), []),
         )
-        if group[_START] > 0 and self.late_group_warmup is not None:
-            from lightning_optkit.durations import resolve_duration
-
-            warmup = resolve_duration(
-                self.late_group_warmup, total=driven.total, steps_per_epoch=self._steps_per_epoch,
-                name="late_group_warmup",
-            )
-        driven.names.append(name)
-        driven.base_lrs.append(float(base))
-        wd = group.get("weight_decay", 0.0)
-        driven.base_wds.append(float(saved_wds[j] if j < len(saved_wds) else wd))
-        driven.schedules.append(schedule)
-        driven.warmups.append(warmup)
-
-    def _spec_for(self, index: int, j: int, name: str) -> ScheduleSpec:
-        for key in (name, f"{index}/{j}", f"{index}/{name}", str(j) if index == 0 else None):
-            if key is not None and key in self.group_specs:
-                self._matched.add(key)
-                return self.group_specs[key]
-        return self.spec
+        if self.count == "applied":
+            driven.count_applied_updates()
+        return driven
 
     def _refresh(self, trainer: pl.Trainer) -> None:
         """Pick up optimizers replaced after fit start and param groups added during training."""
         for k, driven in enumerate(self._driven):
             current = trainer.optimizers[driven.index] if driven.index < len(trainer.optimizers) else None
             if current is not None and current is not driven.optimizer:
-                if driven.hook is not None:
-                    driven.hook.remove()
-                self._driven[k] = driven = self._drive(trainer, driven.index, current)
-            groups = driven.optimizer.param_groups
-            if len(groups) > len(driven.base_lrs):
-                step = self._step_of(trainer, driven)
-                for j in range(len(driven.base_lrs), len(groups)):
-                    self._add_group(driven, j, groups[j], [], [], start=step)
+                driven.release()
+                self._driven[k] = driven = self._drive(driven.index, current)
+            if len(driven.optimizer.param_groups) > len(driven.groups):
+                driven.add_groups(self.plan, steps_per_epoch=self._steps_per_epoch,
+                                  start=self._step_of(trainer, driven))
 
-    def _step_of(self, trainer: pl.Trainer, driven: _Driven) -> int:
-        first = driven.optimizer.param_groups[0]
+    def _step_of(self, trainer: pl.Trainer, driven: DrivenOptimizer) -> int:
         several = len(trainer.optimizers) > 1
-        if self.count == "applied":
-            skipped = None if several else skipped_updates(trainer)
-            if skipped is not None:
-                return trainer.global_step - skipped
-            return int(first.get(_APPLIED, 0))
-        return int(first.get(_ATTEMPTS, 0)) if several else trainer.global_step
+        skipped = skipped_updates(trainer) if self.count == "applied" and not several else None
+        return driven.step_of(global_step=trainer.global_step, count=self.count, several=several, skipped=skipped)
 
-    def _apply(self, trainer: pl.Trainer, driven: _Driven, log: bool) -> None:
-        step = self._step_of(trainer, driven)
-        groups = driven.optimizer.param_groups
-        if step != driven.last_step or len(driven.lrs) != len(groups):
-            driven.lrs, driven.wds = [], []
-            for j, group in enumerate(groups):
-                factor = driven.schedules[j](step)
-                start = group.get(_START, 0)
-                if start > 0:
-                    factor *= late_group_factor(step, start=start, warmup=driven.warmups[j])
-                driven.lrs.append(driven.base_lrs[j] * factor)
-                driven.wds.append(driven.base_wds[j] * factor)
-            driven.last_step = step
-        # (re)write the values right before the update, even if computed at batch start
-        for j, group in enumerate(groups):
-            group["lr"] = driven.lrs[j]
-            if self.scale_weight_decay and "weight_decay" in group:
-                group["weight_decay"] = driven.wds[j]
-        if log and step != driven.last_logged:
-            driven.last_logged = step
-            self._record(trainer, driven, step, driven.lrs)
-
-    def _record(self, trainer: pl.Trainer, driven: _Driven, step: int, lrs: list[float]) -> None:
-        if driven is self._driven[0] and step % self._history_every == 0:
-            self.history.append((step, lrs))
-            if len(self.history) >= _HISTORY_POINTS:  # keep memory constant: drop every other point
-                self.history = self.history[::2]
-                self._history_every *= 2
+    def _record(self, trainer: pl.Trainer, driven: DrivenOptimizer, step: int, lrs: list[float]) -> None:
+        if driven is self._driven[0]:
+            self._history.add(step, lrs)
         interval = self.logging_interval or trainer.log_every_n_steps
         if self.log_lr and trainer.loggers and step % max(1, interval) == 0:
-            metrics = lr_metrics(self._driven, driven, lrs, with_wd=self.scale_weight_decay)
+            numbered = sum(type(d.optimizer) is type(driven.optimizer) for d in self._driven) > 1
+            metrics = driven.metrics(lrs, numbered=numbered, with_wd=self.scale_weight_decay)
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
-
-    def _warn_traps(self, trainer: pl.Trainer) -> None:
-        for message in trap_warnings(self._driven, trainer):
-            rank_zero_warn(f"WarmupDecay: {message}")
-
-    def _announce(self, trainer: pl.Trainer) -> None:
-        rows = schedule_rows(self._driven)
-        record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
-        if self.verbose:
-            rank_zero_info(format_schedule(rows))

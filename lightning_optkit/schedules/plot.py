@@ -1,4 +1,8 @@
-"""PNG plots of learning-rate curves (needs the optional ``matplotlib``)."""
+"""PNG plots of learning-rate curves.
+
+``matplotlib`` is optional (the ``plots`` extra): it is imported only when a plot is written, so
+the schedules and ``WarmupDecay`` work without it, and a plot asked for without it fails saying so.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,10 @@ def plot_lr_curves(
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("Plots need matplotlib: pip install 'lightning-optkit[plots]'") from err
+        raise ImportError(
+            f"writing the LR plot {path!r} needs matplotlib, which is not installed: pip install"
+            " 'lightning-optkit[plots]', or leave out the plot (plot_path=None, no --png)"
+        ) from err
     steps = [step for step, _ in points]
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
     width = max((len(lrs) for _, lrs in points), default=0)
