@@ -195,18 +195,6 @@ def test_bad_arguments_fail_at_construction(kwargs: dict, match: str) -> None:
         AutoOptimizer(**kwargs)
 
 
-def test_uninstalled_candidate_names_the_package(monkeypatch) -> None:
-    from lightning_optkit.optim.registry import OptimizerInfo, _REGISTRY, register_optimizer
-
-    register_optimizer(OptimizerInfo(name="ghost", target="ghost_pkg_xyz.Ghost",
-                                     pip_package="ghost-pkg"))
-    try:
-        with pytest.raises(ImportError, match="pip install ghost-pkg"):
-            AutoOptimizer(candidates=["ghost"])
-    finally:
-        _REGISTRY.pop("ghost")
-
-
 def test_setup_errors_before_any_step() -> None:
     model = NoOptimizerModel()
     model.requires_grad_(False)
