@@ -59,8 +59,10 @@ class OptimizerSettings:
         as_choice("mode", self.mode, get_args(Mode))
         as_choice("lr_test", self.lr_test, get_args(LRTest))
         as_choice("kernel", self.kernel, get_args(Kernel))
-        grouping = ("lr", "weight_decay", "embedding_lr_mult", "layer_decay")
-        checked: dict[str, Any] = {arg: check_group_value(arg, getattr(self, arg)) for arg in grouping}
+        checked: dict[str, Any] = {
+            arg: check_group_value(arg, getattr(self, arg))
+            for arg in ("lr", "weight_decay", "embedding_lr_mult", "layer_decay")
+        }
         checked["budget"] = as_float("budget", self.budget, low=0.0, low_open=True, example=0.05)
         checked["max_candidates"] = as_int("max_candidates", self.max_candidates, minimum=1,
                                            example=3)
