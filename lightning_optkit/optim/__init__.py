@@ -1,9 +1,11 @@
-"""Pure optimizer machinery: registry, parameter groups, model inspection, family rules, race
-bookkeeping, the LR range test and kernel timing. No Trainer anywhere: the ``AutoOptimizer``
-callback wires these to Lightning's hooks, and everything here works in plain PyTorch too.
+"""Pure optimizer machinery: registry, parameter groups, model inspection, family rules, the
+user's settings, the plan made before training, race bookkeeping, the LR range test and kernel
+timing. No Lightning import anywhere: the ``AutoOptimizer`` callback wires these to Lightning's
+hooks, and everything here works in plain PyTorch too.
 """
 
 from lightning_optkit.optim.choice import Choice, flat_hparams, format_choice
+from lightning_optkit.optim.decide import Plan, make_plan
 from lightning_optkit.optim.factory import build_optimizer, create_optimizer, kernel_kwargs
 from lightning_optkit.optim.groups import NORM_TYPES, describe_groups, is_norm_module, param_groups
 from lightning_optkit.optim.inspect import ModelProfile, RunProfile, inspect_model
@@ -19,6 +21,8 @@ from lightning_optkit.optim.registry import (
     resolve_optimizer_class,
 )
 from lightning_optkit.optim.rules import Candidate, classify, rank_candidates
+from lightning_optkit.optim.settings import OptimizerSettings
+from lightning_optkit.optim.spec import OptimizerSpec
 
 __all__ = [
     "Candidate",
@@ -29,6 +33,9 @@ __all__ = [
     "NORM_TYPES",
     "OPTIMIZERS",
     "OptimizerInfo",
+    "OptimizerSettings",
+    "OptimizerSpec",
+    "Plan",
     "RaceBook",
     "RacePlan",
     "RunProfile",
@@ -45,6 +52,7 @@ __all__ = [
     "is_norm_module",
     "kernel_kwargs",
     "list_optimizers",
+    "make_plan",
     "param_groups",
     "plan_race",
     "rank_candidates",

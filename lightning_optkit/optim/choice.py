@@ -7,23 +7,25 @@ all a resumed run needs to rebuild the identical optimizer without a new search.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_optkit.optim.factory import create_optimizer
+from lightning_optkit.optim.groups import describe_groups
+from lightning_optkit.optim.registry import get_optimizer_info
+from lightning_optkit.optim.spec import OptimizerSpec
 
 __all__ = ["Choice", "format_choice", "flat_hparams"]
 
 
 @dataclass
-class Choice:
-    """The optimizer decision.
+class Choice(OptimizerSpec):
+    """The optimizer decision: the chosen :class:`OptimizerSpec` and how it was reached.
 
     Attributes:
-        optimizer: Registry name of the chosen optimizer.
-        lr: Peak learning rate of the base groups (each group's ``"lr"`` is this x its multiplier).
-        weight_decay: Weight decay of the decayed group.
-        hparams: Other constructor arguments (``betas``, ``momentum`` ...).
-        embedding_lr_mult: LR multiplier of the embedding group.
-        layer_decay: Layer-wise LR decay, or ``None``.
         kernel: ``"fused"``, ``"foreach"``, ``"for-loop"`` or ``"auto"`` (torch's default).
         family: The model family the rules saw.
         mode: ``"rules"`` or ``"race"`` (what actually ran).
@@ -39,12 +41,6 @@ class Choice:
         run: The run profile.
     """
 
-    optimizer: str
-    lr: float
-    weight_decay: float = 0.0
-    hparams: dict[str, Any] = field(default_factory=dict)
-    embedding_lr_mult: float = 1.0
-    layer_decay: float | None = None
     kernel: str = "auto"
     family: str = ""
     mode: str = "rules"
@@ -58,6 +54,33 @@ class Choice:
     reasons: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
+
+    def with_spec(self, spec: OptimizerSpec, kernel: str) -> Choice:
+        """A deep copy that builds ``spec`` with ``kernel`` instead (the kernel timings are kept
+        only while the optimizer stays the same)."""
+        new = replace(self.copy(), **spec.spec_fields(), kernel=kernel)
+        if spec.optimizer != self.optimizer:
+            new.kernel_times_us = {}
+        return new
+
+    def copy(self) -> Choice:
+        """A deep copy."""
+        return Choice.from_dict(self.to_dict())
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Create the optimizer this choice describes over ``model``'s trainable parameters.
+
+        The groups it made are recorded in :attr:`groups`; an optimizer with train/eval modes
+        (schedule-free) is put in train mode.
+        """
+        optimizer = create_optimizer(
+            model, self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+            embedding_lr_mult=self.embedding_lr_mult, layer_decay=self.layer_decay,
+            kernel=self.kernel, **self.hparams)
+        self.groups = describe_groups(optimizer.param_groups)
+        if get_optimizer_info(self.optimizer).needs_train_eval:
+            optimizer.train()  # type: ignore[attr-defined]
+        return optimizer
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""

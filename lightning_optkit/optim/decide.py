@@ -1,100 +1,120 @@
-"""Pure planning: user overrides on top of the rules, race affordability, the rules-only choice."""
+"""Pure planning: the user's settings on top of the rules, race affordability, the first choice.
+
+:func:`make_plan` is the whole decision made before training: it takes the model and run
+profiles and the :class:`~.settings.OptimizerSettings`, and returns a :class:`Plan` (the rules'
+choice, the candidates and the search that should follow).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from lightning_optkit.optim.choice import Choice
 from lightning_optkit.optim.inspect import ModelProfile, RunProfile
-from lightning_optkit.optim.registry import resolve_optimizer_class
+from lightning_optkit.optim.registry import get_optimizer_info
 from lightning_optkit.optim.rules import Candidate, rank_candidates
+from lightning_optkit.optim.settings import OptimizerSettings
 
 __all__ = [
     "MIN_RUNG",
+    "Plan",
+    "make_plan",
     "plan_candidates",
     "budget_steps",
     "resolve_mode",
     "rules_choice",
-    "validate_settings",
 ]
 
 MIN_RUNG = 8  # fewest steps per candidate at a rung that a comparison can rest on
 RACE_PARAM_LIMIT = 50_000_000  # above this, "auto" does not race (a weight copy per candidate)
 
 
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+@dataclass
+class Plan:
+    """The decision made before training, and the search that should follow it.
+
+    Attributes:
+        choice: The prior's first choice; its ``mode`` is what will run (``"rules"`` or
+            ``"race"``).
+        candidates: The candidates, best prior first.
+        budget: The most steps the race may spend on losers (``None`` when the horizon is
+            unknown and the budget is a fraction).
+        lr_test: Whether an LR range test runs at the start of training.
+    """
+
+    choice: Choice
+    candidates: list[Candidate]
+    budget: int | None
+    lr_test: bool
+
+    @property
+    def searches(self) -> bool:
+        """Whether a search (LR test or race) runs at the start of training."""
+        return self.choice.mode == "race" or self.lr_test
 
 
-def _check_positive(name: str, value: float | None, example: str) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name}={value!r} must be > 0 (such as {example}) or None for automatic")
+def make_plan(
+    model: ModelProfile,
+    run: RunProfile,
+    settings: OptimizerSettings | None = None,
+    automatic_optimization: bool = True,
+) -> Plan:
+    """Rank the candidates, size the budget, choose between rules and race, plan the LR test.
 
-
-def validate_settings(
-    mode: str = "auto",
-    candidates: list[str] | None = None,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    embedding_lr_mult: float | None = None,
-    layer_decay: float | None = None,
-    budget: float = 0.05,
-    lr_test: str = "auto",
-    kernel: str = "auto",
-    max_candidates: int = 3,
-) -> None:
-    """Check ``AutoOptimizer``'s arguments; each error names the argument, the rule and a fix.
+    Args:
+        model: The model profile.
+        run: The run profile.
+        settings: The user's settings (default: all automatic).
+        automatic_optimization: Whether Lightning steps the optimizer (a race needs it).
 
     Raises:
-        ValueError: On a bad value (an unknown optimizer name lists the valid ones).
-        MissingOptimizerPackage: If a named optimizer's package is not installed (also a
-            ``ValueError`` and an ``ImportError``).
+        ValueError: If the model has no trainable parameters, no named optimizer is installed,
+            or ``mode="race"`` cannot run (see :func:`resolve_mode`).
     """
-    _check_choice("mode", mode, ("auto", "rules", "race"))
-    _check_choice("lr_test", lr_test, ("auto", "always", "never"))
-    _check_choice("kernel", kernel, ("auto", "fused", "foreach", "for-loop"))
-    _check_positive("lr", lr, "1e-3")
-    _check_positive("embedding_lr_mult", embedding_lr_mult, "10.0")
-    if not budget > 0:
-        raise ValueError(f"budget={budget!r} must be > 0: a fraction of the run such as 0.05, "
-                         "or a number of steps such as 50")
-    if weight_decay is not None and weight_decay < 0:
-        raise ValueError(f"weight_decay={weight_decay!r} must be >= 0, such as 0.01, or None")
-    if layer_decay is not None and not 0 < layer_decay <= 1:
-        raise ValueError(f"layer_decay={layer_decay!r} must lie in (0, 1], such as 0.75, or None")
-    if max_candidates < 1:
-        raise ValueError(f"max_candidates={max_candidates!r} must be >= 1, such as 3")
-    if candidates is not None:
-        if len(candidates) == 0:
-            raise ValueError("candidates=[] is empty; name at least one optimizer, such as "
-                             "['adamw', 'sgd'], or pass None to let the rules choose")
-        for name in candidates:
-            try:
-                resolve_optimizer_class(name)
-            except (ValueError, ImportError) as err:
-                raise type(err)(f"candidates: {err}") from err
+    settings = settings or OptimizerSettings()
+    if model.num_params == 0:
+        raise ValueError("AutoOptimizer: the model has no trainable parameters; unfreeze "
+                         "some layers before fit")
+    family, cands, reasons = plan_candidates(model, run, settings)
+    if not cands:
+        named = None if settings.candidates is None else list(settings.candidates)
+        raise ValueError(f"candidates={named!r}: no installed optimizer left to "
+                         "choose from; install an optional package or name torch optimizers")
+    budget = budget_steps(settings.budget, run.horizon)
+    mode: str = settings.mode
+    if mode != "rules" and not automatic_optimization:
+        if mode == "race":
+            raise ValueError("mode='race' needs automatic optimization; this module sets "
+                             "automatic_optimization=False: use mode='rules'")
+        mode = "rules"
+    mode, why = resolve_mode(mode, run.horizon, budget, len(cands), model.num_params)
+    choice = rules_choice(family, cands, reasons + [why], model, run, mode=mode)
+    first = cands[0]
+    lr_test = settings.lr_test == "always" or (
+        settings.lr_test == "auto" and mode == "race" and first.lr_confidence == "weak"
+        and settings.lr is None and not _lr_free(first))
+    return Plan(choice, cands, budget, lr_test)
 
 
 def plan_candidates(
     model: ModelProfile,
     run: RunProfile,
-    candidates: list[str] | None = None,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    embedding_lr_mult: float | None = None,
-    layer_decay: float | None = None,
-    max_candidates: int = 3,
+    settings: OptimizerSettings | None = None,
 ) -> tuple[str, list[Candidate], list[str]]:
     """Rank candidates by the rules and apply the user's fixed values.
 
     Returns:
-        ``(family, candidates, reasons)`` with at most ``max_candidates`` candidates, best first.
+        ``(family, candidates, reasons)`` with at most ``settings.max_candidates`` candidates,
+        best first.
     """
-    family, ranked, reasons = rank_candidates(model, run, allowed=candidates)
+    settings = settings or OptimizerSettings()
+    allowed = None if settings.candidates is None else list(settings.candidates)
+    family, ranked, reasons = rank_candidates(model, run, allowed=allowed)
+    lr, weight_decay = settings.lr, settings.weight_decay
+    embedding_lr_mult, layer_decay = settings.embedding_lr_mult, settings.layer_decay
     out = []
-    for c in ranked[:max_candidates]:
+    for c in ranked[:settings.max_candidates]:
         if lr is not None and not _lr_free(c):
             c = replace(c, lr=lr, lr_confidence="strong")
         if weight_decay is not None:
@@ -118,20 +138,17 @@ def plan_candidates(
 
 
 def _lr_free(c: Candidate) -> bool:
-    from lightning_optkit.optim.registry import get_optimizer_info
-
     return get_optimizer_info(c.optimizer).lr_free
 
 
 def budget_steps(budget: float, horizon: int | None) -> int | None:
     """The losers' step budget: a fraction of the horizon (< 1) or a number of steps (>= 1).
 
+    ``budget`` is positive (:class:`~.settings.OptimizerSettings` checks it).
+
     Raises:
-        ValueError: If the budget is not positive or is not smaller than the run.
+        ValueError: If the budget is not smaller than the run.
     """
-    if not budget > 0:
-        raise ValueError(f"budget={budget!r} must be > 0: a fraction of the run such as 0.05, "
-                         "or a number of steps such as 50")
     if budget < 1:
         if horizon is None:
             return None
@@ -139,7 +156,7 @@ def budget_steps(budget: float, horizon: int | None) -> int | None:
     steps = int(budget)
     if horizon is not None and steps >= horizon:
         raise ValueError(
-            f"budget={budget!r} steps is not smaller than the run ({horizon} steps); use a "
+            f"budget={budget:g} steps is not smaller than the run ({horizon} steps); use a "
             "fraction such as 0.05 or fewer steps"
         )
     return steps
@@ -195,9 +212,7 @@ def rules_choice(
     """The choice made from the first candidate, before any search."""
     first = candidates[0]
     return Choice(
-        optimizer=first.optimizer, lr=first.lr, weight_decay=first.weight_decay,
-        hparams=dict(first.hparams), embedding_lr_mult=first.embedding_lr_mult,
-        layer_decay=first.layer_decay, family=family, mode=mode,
+        **first.spec_fields(), family=family, mode=mode,
         candidates=[dict(c.to_dict(), label=c.label) for c in candidates],
         reasons=list(reasons) + [f"prior's first choice: {first.label} ({first.reason})"],
         model=model.to_dict(), run=run.to_dict(),

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lightning_optkit.optim.groups import param_groups
+from lightning_optkit.optim.groups import check_group_value, param_groups
 from lightning_optkit.optim.registry import get_optimizer_info, resolve_optimizer_class
 
 __all__ = ["Kernel", "create_optimizer", "build_optimizer", "kernel_kwargs"]
@@ -100,8 +100,7 @@ def create_optimizer(
         [('decay', 0.05), ('no_decay', 0.0)]
     """
     get_optimizer_info(name)
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} must be > 0, such as 1e-3")
+    check_group_value("lr", lr)
     if isinstance(model, nn.Module):
         groups = param_groups(
             model, weight_decay=weight_decay, lr=lr, embedding_lr_mult=embedding_lr_mult,

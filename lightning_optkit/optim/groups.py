@@ -17,11 +17,54 @@ layer-wise decay ``"layer_3.decay"`` ...) so logs and schedules can address it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
-__all__ = ["NORM_TYPES", "EMBEDDING_TYPES", "is_norm_module", "param_groups", "describe_groups"]
+from lightning_optkit._checks import as_float
+
+__all__ = [
+    "NORM_TYPES",
+    "EMBEDDING_TYPES",
+    "check_group_value",
+    "is_norm_module",
+    "param_groups",
+    "describe_groups",
+]
+
+
+class _Bound(NamedTuple):
+    high: float | None
+    low_open: bool
+    example: float
+
+
+# what each grouping number allows (all are >= 0): declared once for the grouping functions here
+# and for ``OptimizerSettings``
+_BOUNDS = {
+    "lr": _Bound(None, True, 1e-3),
+    "weight_decay": _Bound(None, False, 0.01),
+    "embedding_lr_mult": _Bound(None, True, 10.0),
+    "layer_decay": _Bound(1.0, True, 0.75),
+}
+
+
+def check_group_value(arg: str, value: Any) -> float | None:
+    """Return ``value`` as a float within the bounds of ``arg`` (``None`` passes unchanged).
+
+    Args:
+        arg: ``"lr"`` and ``"embedding_lr_mult"`` (> 0), ``"weight_decay"`` (>= 0) or
+            ``"layer_decay"`` (in (0, 1]).
+        value: The value to check.
+
+    Raises:
+        ValueError: Naming the argument, the value, the interval and an example.
+    """
+    if value is None:
+        return None
+    bound = _BOUNDS[arg]
+    return as_float(arg, value, low=0.0, high=bound.high, low_open=bound.low_open,
+                    example=bound.example)
 
 NORM_TYPES: tuple[type, ...] = tuple(
     t
@@ -105,17 +148,12 @@ def param_groups(
         when ``lr`` is given, ``"lr"``. Empty groups are left out.
 
     Raises:
-        ValueError: On a non-positive multiplier or learning rate, or a model with no trainable
-            parameters.
+        ValueError: On a non-positive multiplier or learning rate, a negative weight decay, a
+            layer decay outside (0, 1], or a model with no trainable parameters.
     """
-    if embedding_lr_mult <= 0:
-        raise ValueError(f"embedding_lr_mult={embedding_lr_mult!r} must be > 0, such as 1.0 or 10.0")
-    if lr is not None and lr <= 0:
-        raise ValueError(f"lr={lr!r} must be > 0, such as 1e-3")
-    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay={layer_decay!r} must lie in (0, 1], such as 0.75, or be None")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay={weight_decay!r} must be >= 0, such as 0.01")
+    for arg, value in (("embedding_lr_mult", embedding_lr_mult), ("lr", lr),
+                       ("layer_decay", layer_decay), ("weight_decay", weight_decay)):
+        check_group_value(arg, value)
 
     skip = _no_decay_names(model, no_weight_decay)
     kind: dict[str, str] = {}

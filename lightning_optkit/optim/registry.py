@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from lightning_optkit._checks import as_choice
+
 __all__ = [
     "OptimizerInfo",
     "register_optimizer",
@@ -125,12 +127,8 @@ def get_optimizer_info(name: str) -> OptimizerInfo:
     """
     key = str(name).lower()
     if key not in _REGISTRY:
-        close = [n for n in _REGISTRY if key[:3] and n.startswith(key[:3])]
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"optimizer name={name!r} is not registered. Valid names: "
-            f"{', '.join(sorted(_REGISTRY))}.{hint}"
-        )
+        as_choice("name", name, sorted(_REGISTRY),
+                  fix="register it with register_optimizer(OptimizerInfo(...))")
     return _REGISTRY[key]
 
 

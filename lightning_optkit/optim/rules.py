@@ -20,48 +20,31 @@ Everything here is plain Python on :class:`ModelProfile` / :class:`RunProfile` r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lightning_optkit.optim.inspect import ModelProfile, RunProfile
 from lightning_optkit.optim.registry import get_optimizer_info, is_installed
+from lightning_optkit.optim.spec import OptimizerSpec
 
 __all__ = ["Family", "Candidate", "classify", "rank_candidates", "scale_lr_for_size"]
 
 Family = Literal["fine_tune", "recurrent", "transformer", "embedding", "cnn_bn", "cnn", "mlp"]
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One optimizer configuration proposed by the rules.
+@dataclass
+class Candidate(OptimizerSpec):
+    """One optimizer configuration proposed by the rules: an :class:`OptimizerSpec` with the
+    evidence behind it.
 
     Attributes:
-        optimizer: Registry name.
-        lr: Peak learning rate (the multiplier for LR-free methods).
-        weight_decay: Weight decay of the decayed group.
-        hparams: Other hyperparameters (``betas``, ``momentum`` ...), JSON types only.
-        embedding_lr_mult: LR multiplier of the embedding group.
-        layer_decay: Layer-wise LR decay, or ``None``.
         lr_confidence: ``"strong"`` when the prior LR is well supported, ``"weak"`` when an LR
             range test is worth its cost.
         reason: Why this candidate is proposed.
     """
 
-    optimizer: str
-    lr: float
-    weight_decay: float = 0.0
-    hparams: dict[str, Any] = field(default_factory=dict)
-    embedding_lr_mult: float = 1.0
-    layer_decay: float | None = None
     lr_confidence: Literal["strong", "weak"] = "strong"
     reason: str = ""
-
-    @property
-    def label(self) -> str:
-        """Short unique label such as ``"adamw@3e-03"`` (``"adamw@3e-03/emb10"`` with a table
-        multiplier)."""
-        mult = f"/emb{self.embedding_lr_mult:g}" if self.embedding_lr_mult != 1.0 else ""
-        return f"{self.optimizer}@{self.lr:.0e}{mult}"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
@@ -71,10 +54,6 @@ class Candidate:
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
-
-    def with_lr(self, lr: float) -> Candidate:
-        """A copy with another learning rate."""
-        return replace(self, lr=float(lr))
 
 
 def classify(model: ModelProfile) -> tuple[Family, str]:

@@ -23,7 +23,18 @@ from lightning_optkit.optim.lr_test import LRTestResult, suggest_lr, sweep_lrs
 from lightning_optkit.optim.race import RaceBook, RacePlan
 from lightning_optkit.optim.registry import get_optimizer_info
 
-__all__ = ["snapshot", "restore", "run_lr_test", "run_race", "measure_kernels"]
+__all__ = [
+    "MEASURE_LIMIT",
+    "StepFn",
+    "snapshot",
+    "restore",
+    "run_lr_test",
+    "run_race",
+    "measure_kernels",
+    "choose_kernels",
+]
+
+MEASURE_LIMIT = 5_000_000  # above this many parameters the kernel is chosen without timing
 
 StepFn = Callable[[torch.optim.Optimizer, Any], "float | None"]
 
@@ -161,3 +172,30 @@ def measure_kernels(
                 torch.cuda.synchronize()
             times[kernel].append(time.perf_counter() - t0)
     return {k: min(v) for k, v in times.items()}
+
+
+def choose_kernels(
+    params: list[torch.Tensor],
+    names: list[str],
+    limit: int = MEASURE_LIMIT,
+) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """The fastest kernel of each optimizer in ``names`` for these parameters.
+
+    Up to ``limit`` elements the kernels are timed (:func:`measure_kernels`); above it each
+    optimizer gets the fastest kernel it offers (fused, then foreach, then the for-loop).
+
+    Returns:
+        ``(kernels, times)``: optimizer name -> kernel, and optimizer name -> seconds per step of
+        each timed kernel (empty when nothing was timed).
+    """
+    large = sum(p.numel() for p in params) > limit
+    kernels: dict[str, str] = {}
+    times: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(names):
+        info = get_optimizer_info(name)
+        if large:
+            kernels[name] = "fused" if info.fused else "foreach" if info.foreach else "for-loop"
+            continue
+        times[name] = measure_kernels(params, name, 1e-3, {})
+        kernels[name] = min(times[name], key=times[name].__getitem__) if times[name] else "for-loop"
+    return kernels, times

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = [
     "mlp", "cnn_bn", "TinyTransformer", "TinyLSTM", "EmbeddingModel", "Factorization", "AllNorms",
-    "NoOptimizerModel", "ClassifierModel", "class_loader",
+    "NoOptimizerModel", "ClassifierModel", "class_loader", "mse_step", "cycling",
 ]
 
 
@@ -126,3 +127,27 @@ class ClassifierModel(NoOptimizerModel):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def mse_step(model: nn.Module) -> Callable[[torch.optim.Optimizer, Any], float]:
+    """One plain training step of ``model`` on an ``(x, y)`` batch with the MSE loss."""
+
+    def step(opt: torch.optim.Optimizer, batch: Any) -> float:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(batch[0]), batch[1])
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def cycling(batches: list[Any]) -> Callable[[], Any]:
+    """``next_batch()`` over ``batches``, round and round."""
+    state = {"i": -1}
+
+    def next_batch() -> Any:
+        state["i"] += 1
+        return batches[state["i"] % len(batches)]
+
+    return next_batch

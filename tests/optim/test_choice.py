@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+from pathlib import Path
 
-from lightning_optkit.optim import Choice, flat_hparams, format_choice
+from lightning_optkit.optim import Candidate, Choice, OptimizerSpec, flat_hparams, format_choice
 from lightning_optkit.optim.decide import plan_candidates, rules_choice
 from lightning_optkit.optim.inspect import RunProfile, inspect_model
 from tests.helpers.optim_models import cnn_bn
@@ -40,3 +42,43 @@ def test_printout_and_hparams() -> None:
     flat = flat_hparams(choice)
     assert flat["auto_optimizer/optimizer"] == "sgd" and flat["auto_optimizer/momentum"] == 0.9
     assert all(not isinstance(v, (list, dict)) for v in flat.values())
+
+
+def test_the_choice_dict_of_a_0_1_checkpoint_round_trips_unchanged() -> None:
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "optkit_v0_1.ckpt"
+    saved = torch.load(path, weights_only=False)["callbacks"]["AutoOptimizer"]["choice"]
+    again = Choice.from_dict(saved).to_dict()
+    assert again == saved and list(again) == list(saved)  # same keys, same order
+
+
+def test_candidate_and_choice_share_the_optimizer_spec() -> None:
+    spec_names = [f.name for f in fields(OptimizerSpec)]
+    assert [f.name for f in fields(Candidate)][:len(spec_names)] == spec_names
+    assert [f.name for f in fields(Choice)][:len(spec_names)] == spec_names
+    cand = Candidate("sgd", 0.1, 5e-4, {"momentum": 0.9}, reason="r", lr_confidence="weak")
+    assert cand.label == "sgd@1e-01" and cand.with_lr(0.2).lr == 0.2 and cand.lr == 0.1
+    assert cand.to_dict()["lr_confidence"] == "weak" and Candidate.from_dict(cand.to_dict()) == cand
+
+
+def test_with_spec_is_a_deep_copy_and_keeps_timings_only_for_the_same_optimizer() -> None:
+    choice = _choice()
+    choice.kernel_times_us = {"fused": 1.0}
+    same = choice.with_spec(Candidate("sgd", 0.03, 0.0, {"momentum": 0.5}), "foreach")
+    other = choice.with_spec(Candidate("adamw", 1e-3), "fused")
+    assert (same.lr, same.kernel, same.hparams, same.kernel_times_us) == (
+        0.03, "foreach", {"momentum": 0.5}, {"fused": 1.0})
+    assert other.optimizer == "adamw" and other.kernel_times_us == {} and other.hparams == {}
+    same.reasons.append("only here")
+    assert "only here" not in choice.reasons and choice.lr == 0.1
+
+
+def test_build_creates_the_optimizer_and_records_its_groups() -> None:
+    model = cnn_bn()
+    choice = _choice()
+    choice.kernel = "for-loop"
+    opt = choice.build(model)
+    assert type(opt).__name__ == "SGD" and opt.param_groups[0]["nesterov"] is True
+    assert [g["name"] for g in choice.groups] == [g["name"] for g in opt.param_groups]
+    assert sum(g["tensors"] for g in choice.groups) == len(list(model.parameters()))

@@ -10,7 +10,8 @@ from torch import nn
 
 from lightning_optkit.optim import create_optimizer, suggest_lr, sweep_lrs
 from lightning_optkit.optim.lr_test import smooth
-from lightning_optkit.optim.runner import measure_kernels, run_lr_test
+from lightning_optkit.optim.runner import choose_kernels, measure_kernels, run_lr_test
+from tests.helpers.optim_models import mse_step
 
 
 def _curve(lrs: list[float], best: float, blow: float) -> list[float]:
@@ -57,16 +58,8 @@ def test_run_lr_test_restores_the_weights() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
     start = {k: v.clone() for k, v in model.state_dict().items()}
     batches = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(20)]
-
-    def step(opt, batch):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(batch[0]), batch[1])
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    res, spent = run_lr_test(model, lambda lr: create_optimizer(model, "adamw", lr=lr), step,
-                             batches, prior=1e-2)
+    res, spent = run_lr_test(model, lambda lr: create_optimizer(model, "adamw", lr=lr),
+                             mse_step(model), batches, prior=1e-2)
     assert 1 <= spent <= 20 and 1e-3 <= res.suggestion <= 1e-1
     for k, v in model.state_dict().items():
         assert torch.equal(v, start[k]), k
@@ -80,3 +73,12 @@ def test_measure_kernels_times_each_offered_kernel_without_touching_params() -> 
     assert set(measure_kernels(list(model.parameters()), "radam", 1e-3, steps=1)) == {
         "for-loop", "foreach"}
     assert torch.equal(model.weight, before)
+
+
+def test_choose_kernels_times_small_models_and_picks_by_availability_above_the_limit() -> None:
+    params = list(nn.Linear(16, 16).parameters())
+    kernels, times = choose_kernels(params, ["adamw", "radam", "adamw"])
+    assert set(kernels) == set(times) == {"adamw", "radam"}
+    assert kernels["adamw"] in times["adamw"] and kernels["radam"] in {"for-loop", "foreach"}
+    large, untimed = choose_kernels(params, ["adamw", "radam", "adagrad"], limit=10)
+    assert untimed == {} and large["adamw"] == "fused" and large["radam"] == "foreach"

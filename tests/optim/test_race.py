@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 from lightning_optkit.optim import RaceBook, clearly_worse, create_optimizer, is_diverged, plan_race
 from lightning_optkit.optim.runner import run_race
+from tests.helpers.optim_models import cycling, mse_step
 
 
 def test_plan_caps_the_losers_cost() -> None:
@@ -74,24 +77,11 @@ def test_diverging_candidate_is_dropped_at_once() -> None:
     assert book.summary("b")["dropped"] == book.dropped
 
 
-def _setup() -> tuple[nn.Module, list, callable]:
+def _setup() -> tuple[nn.Module, Callable[[], Any], Callable[..., float]]:
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
     data = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(4)]
-    state = {"i": 0}
-
-    def next_batch():
-        state["i"] += 1
-        return data[state["i"] % 4]
-
-    def step(opt, batch):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(batch[0]), batch[1])
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return model, next_batch, step
+    return model, cycling(data), mse_step(model)
 
 
 def test_run_race_keeps_the_winners_progress_and_drops_divergence() -> None:

@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_optkit import AutoOptimizer
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "examples", "configs", "optimizer_*.yaml")))
 
 
@@ -55,7 +55,9 @@ def test_config_fits(config: str, tmp_path) -> None:
 def test_race_config_values_reach_the_callback() -> None:
     cli = _cli(os.path.join(REPO, "examples", "configs", "optimizer_race.yaml"))
     cb = next(c for c in cli.trainer.callbacks if isinstance(c, AutoOptimizer))
-    assert cb.mode == "race" and cb.candidates == ["adamw", "sgd", "nadamw"] and cb.budget == 40
+    settings = cb.settings
+    assert settings.mode == "race" and settings.candidates == ("adamw", "sgd", "nadamw")
+    assert settings.budget == 40
 
 
 def test_bad_yaml_value_fails_before_training(tmp_path) -> None:
