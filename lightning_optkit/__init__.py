@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "WarmupDecay": "lightning_optkit.callbacks.warmup_decay",
     "AutoOptimizer": "lightning_optkit.callbacks.auto_optimizer",
-    "AutoPrecision": "lightning_optkit.precision.plugin",
+    "AutoPrecision": "lightning_optkit.plugins.auto_precision",
     "BottleneckProfiler": "lightning_optkit.callbacks.bottleneck_profiler",
     "OptKit": "lightning_optkit.callbacks.optkit",
     "build_schedule": "lightning_optkit.schedules",
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_optkit.callbacks.bottleneck_profiler import BottleneckProfiler
     from lightning_optkit.callbacks.optkit import OptKit
     from lightning_optkit.callbacks.warmup_decay import WarmupDecay
-    from lightning_optkit.precision.plugin import AutoPrecision
+    from lightning_optkit.plugins.auto_precision import AutoPrecision
     from lightning_optkit.schedules import build_schedule
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from lightning_optkit._checks import as_choice
 from lightning_optkit.precision.hardware import HardwareFacts
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "merge_rank_measurements",
     "rule_candidates",
     "uses_scaler",
+    "validate_mode",
 ]
 
 PrecisionName = Literal["bf16-mixed", "16-mixed", "32-true"]
@@ -50,16 +52,13 @@ PRECISIONS: tuple[str, ...] = ("bf16-mixed", "16-mixed", "32-true")
 MODES: tuple[str, ...] = ("auto", *PRECISIONS)
 SIGNIFICAND_BITS: dict[str, int] = {"32-true": 24, "16-mixed": 11, "bf16-mixed": 8}
 """Significand bits of the compute dtype: the number logged as ``amp/precision``."""
+_MODE_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "16-true": "16-mixed",
+                 "bf16-true": "bf16-mixed"}
 
 
-def validate_mode(mode: str) -> None:
-    """Raise ``ValueError`` naming an unknown ``mode``, with the likely intended one."""
-    if mode in MODES:
-        return
-    hint = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "16-true": "16-mixed",
-            "bf16-true": "bf16-mixed"}.get(str(mode))
-    raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}"
-                     + (f"; did you mean {hint!r}?" if hint else "; use 'auto' to let it decide"))
+def validate_mode(mode: str) -> str:
+    """Return ``mode`` if it is ``"auto"`` or a precision; else a ``ValueError`` with the likely one."""
+    return as_choice("mode", mode, MODES, aliases=_MODE_ALIASES, fix="use mode='auto' to let it decide")
 
 
 def uses_scaler(precision: str) -> bool:

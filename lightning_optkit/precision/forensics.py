@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OverflowReport", "OverflowTracer", "diagnose"]
+__all__ = ["OverflowReport", "OverflowTracer", "OverflowWatch", "diagnose"]
 
 
 @dataclass
@@ -192,3 +192,60 @@ class OverflowTracer:
     def exhausted(self) -> bool:
         """The tracer was armed for ``max_steps`` steps without catching an overflow."""
         return self.armed_steps >= self.max_steps
+
+
+class OverflowWatch:
+    """When to trace a model and what the traces found, over a whole run.
+
+    Fed the scaler's skip counter, it arms an :class:`OverflowTracer` after each new skipped step
+    (not during a cool-down after a report) and keeps the first ``max_reports`` reports as dicts.
+
+    Args:
+        max_reports: Reports kept (later ones are still warned about).
+        cooldown: Observed steps after a report before the tracer may arm again.
+    """
+
+    def __init__(self, max_reports: int = 20, cooldown: int = 100) -> None:
+        self.max_reports = max_reports
+        self.cooldown = cooldown
+        self.reports: list[dict[str, Any]] = []
+        self._tracer: OverflowTracer | None = None
+        self._seen_skips = 0
+        self._wait = 0
+
+    @property
+    def armed(self) -> bool:
+        """Hooks are installed: the current step is traced."""
+        return self._tracer is not None and self._tracer.armed
+
+    def observe(self, model: nn.Module, skipped_steps: int) -> None:
+        """Arm the tracer on ``model`` if a step was skipped since the last call."""
+        if self._tracer is None:
+            self._tracer = OverflowTracer(model)
+        self._wait = max(0, self._wait - 1)
+        if skipped_steps > self._seen_skips and not self._tracer.armed and self._wait == 0:
+            self._tracer.arm()
+        self._seen_skips = skipped_steps
+
+    def collect(self, named_params: Iterable[tuple[str, nn.Parameter]], step: int) -> OverflowReport | None:
+        """Read the armed step's records; on a report, keep it, disarm and cool down."""
+        tracer = self._tracer
+        if tracer is None or not tracer.armed:
+            return None
+        report = tracer.collect(named_params, step=step)
+        if report is not None:
+            if len(self.reports) < self.max_reports:
+                self.reports.append(report.to_dict())
+            tracer.disarm()
+            self._wait = self.cooldown
+        elif tracer.exhausted:
+            tracer.disarm()
+        return report
+
+    def disarm(self) -> None:
+        """Remove the hooks (a precision without loss scaling, the end of the run)."""
+        if self._tracer is not None:
+            self._tracer.disarm()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_tracer": None}  # hooks and device flags stay with the process

@@ -4,7 +4,7 @@ Pure bookkeeping over host copies of the scaler's cumulative counters. Two trigg
 
 * ``patience`` consecutive skipped steps with the scale already at ``min_scale`` (the scaler can do
   nothing more);
-* more than ``max_skip_rate`` of the last ``window`` steps skipped (training makes no progress even
+* more than ``skip_rate`` of the last ``window`` steps skipped (training makes no progress even
   if the scale is not at the floor).
 
 In a multi-process run every rank sees the same counters (gradients are all-reduced before the
@@ -16,42 +16,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
-__all__ = ["FallbackPolicy", "validate_fallback_options"]
+from lightning_optkit.precision.options import FallbackPolicy
 
-
-def validate_fallback_options(patience: int, max_skip_rate: float, window: int) -> None:
-    """Raise ``ValueError`` naming a bad fallback argument."""
-    if not (isinstance(patience, int) and patience >= 1):
-        raise ValueError(f"fallback_patience={patience!r} must be a positive integer (consecutive "
-                         "skipped steps at min_scale before switching), such as 20")
-    if not (isinstance(max_skip_rate, (int, float)) and 0 < max_skip_rate <= 1):
-        raise ValueError(f"fallback_skip_rate={max_skip_rate!r} must lie in (0, 1], such as 0.5; "
-                         "use 1.0 to switch only on the patience rule")
-    if not (isinstance(window, int) and window >= 1):
-        raise ValueError(f"fallback_window={window!r} must be a positive integer, such as 100")
+__all__ = ["CollapseDetector"]
 
 
-@dataclass
-class FallbackPolicy:
+class CollapseDetector:
     """Decides from the scaler's counters whether fp16 should be abandoned.
 
-    Attributes:
-        patience: Consecutive skipped steps at the minimum scale that trigger the fallback.
-        max_skip_rate: Skip rate over ``window`` steps above which the fallback triggers
-            (``1.0`` disables this rule).
-        window: Steps over which the skip rate is measured.
+    Args:
+        policy: The thresholds (:class:`FallbackPolicy`).
     """
 
-    patience: int = 20
-    max_skip_rate: float = 0.5
-    window: int = 100
-    _history: deque[tuple[int, int]] = field(default_factory=deque, repr=False)
-
-    def reset(self) -> None:
-        """Forget the skip history (after a switch)."""
-        self._history.clear()
+    def __init__(self, policy: FallbackPolicy | None = None) -> None:
+        self.policy = FallbackPolicy() if policy is None else policy
+        self._history: deque[tuple[int, int]] = deque()
 
     def check(self, stats: Mapping[str, float]) -> str | None:
         """Feed one snapshot of the counters; return the reason to fall back, or ``None``.
@@ -59,18 +39,19 @@ class FallbackPolicy:
         Args:
             stats: ``steps``, ``skipped_steps``, ``floor_streak`` and ``scale`` (cumulative).
         """
+        policy = self.policy
         steps, skipped = int(stats["steps"]), int(stats["skipped_steps"])
-        if int(stats["floor_streak"]) >= self.patience:
+        if int(stats["floor_streak"]) >= policy.patience:
             return (f"{int(stats['floor_streak'])} consecutive skipped steps at the minimum loss scale "
-                    f"{stats['scale']:g} (fallback_patience={self.patience})")
+                    f"{stats['scale']:g} (fallback_policy.patience={policy.patience})")
         self._history.append((steps, skipped))
-        while len(self._history) > 1 and self._history[1][0] <= steps - self.window:
+        while len(self._history) > 1 and self._history[1][0] <= steps - policy.window:
             self._history.popleft()
         first_steps, first_skipped = self._history[0]
         span = steps - first_steps
-        if self.max_skip_rate < 1.0 and span >= self.window:
+        if policy.skip_rate < 1.0 and span >= policy.window:
             rate = (skipped - first_skipped) / span
-            if rate > self.max_skip_rate:
+            if rate > policy.skip_rate:
                 return (f"{rate:.0%} of the last {span} steps skipped "
-                        f"(fallback_skip_rate={self.max_skip_rate:g})")
+                        f"(fallback_policy.skip_rate={policy.skip_rate:g})")
         return None

@@ -17,77 +17,58 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 from lightning_optkit.precision.decision import Measurement
+from lightning_optkit.precision.options import ProbePlan
 
-__all__ = ["ProbePlan", "ProbeRecorder", "validate_probe_options"]
-
-
-def validate_probe_options(warmup_steps: int, steps: int, rounds: int, margin: float,
-                           reject_factor: float = 2.0) -> None:
-    """Raise ``ValueError`` naming a bad probe argument."""
-    if not (isinstance(reject_factor, (int, float)) and reject_factor > 1):
-        raise ValueError(f"probe_reject_factor={reject_factor!r} must be greater than 1, such as 2.0 "
-                         "(a candidate twice as slow as fp32 stops being probed)")
-    if not (isinstance(warmup_steps, int) and warmup_steps >= 1):
-        raise ValueError(f"probe_warmup_steps={warmup_steps!r} must be an integer >= 1 (the first "
-                         "step after a switch pays one-off costs), such as 2")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"probe_steps={steps!r} must be a positive integer, such as 6")
-    if not (isinstance(rounds, int) and rounds >= 1):
-        raise ValueError(f"probe_rounds={rounds!r} must be a positive integer, such as 2")
-    if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
-        raise ValueError(f"probe_margin={margin!r} must lie in [0, 1), such as 0.03 (half precision "
-                         "must be 3% faster than fp32 to be kept)")
+__all__ = ["ProbeRecorder", "StepClock", "probe_schedule"]
 
 
-@dataclass(frozen=True)
-class ProbePlan:
-    """The probe's step schedule.
+def probe_schedule(plan: ProbePlan, candidates: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(precision, timed)`` for each probe step of ``candidates``, in order.
 
-    Attributes:
-        candidates: Precisions to compare.
-        warmup_steps: Untimed steps the first time a candidate runs (later switches: one).
-        steps: Timed steps per candidate in total, spread over the rounds.
-        rounds: Times each candidate is visited.
-        reject_factor: A candidate step slower than this many fp32 medians ends its probing.
+    ABBA rounds with the reference (``32-true``) first; ``plan.warmup_steps`` untimed steps on a
+    candidate's first visit, one on later switches, none when the same precision continues.
     """
+    out: list[tuple[str, bool]] = []
+    per_round = [plan.steps // plan.rounds + (1 if r < plan.steps % plan.rounds else 0)
+                 for r in range(plan.rounds)]
+    reference = _reference(candidates)
+    base = tuple(c for c in candidates if c == reference) + tuple(c for c in candidates if c != reference)
+    for r, timed in enumerate(per_round):
+        order = base if r % 2 == 0 else tuple(reversed(base))
+        for name in order:
+            warm = plan.warmup_steps if r == 0 else 1
+            if out and out[-1][0] == name:  # same precision continues: no switch to warm up
+                warm = 0
+            out += [(name, False)] * warm + [(name, True)] * timed
+    return out
 
-    candidates: tuple[str, ...]
-    warmup_steps: int = 2
-    steps: int = 6
-    rounds: int = 2
-    reject_factor: float = 2.0
 
-    @property
-    def reference(self) -> str | None:
-        """The precision the others are compared with (``32-true`` when it is a candidate)."""
-        return "32-true" if "32-true" in self.candidates else None
-
-    def schedule(self) -> list[tuple[str, bool]]:
-        """``(precision, timed)`` for each probe step, in order."""
-        out: list[tuple[str, bool]] = []
-        per_round = [self.steps // self.rounds + (1 if r < self.steps % self.rounds else 0)
-                     for r in range(self.rounds)]
-        first = tuple(c for c in self.candidates if c == self.reference)
-        base = first + tuple(c for c in self.candidates if c != self.reference)
-        for r, timed in enumerate(per_round):
-            order = base if r % 2 == 0 else tuple(reversed(base))
-            for name in order:
-                warm = self.warmup_steps if r == 0 else 1
-                if out and out[-1][0] == name:  # same precision continues: no switch to warm up
-                    warm = 0
-                out += [(name, False)] * warm + [(name, True)] * timed
-        return out
+def _reference(candidates: Sequence[str]) -> str | None:
+    """The precision the others are compared with (``32-true`` when it is a candidate)."""
+    return "32-true" if "32-true" in candidates else None
 
 
 @dataclass
 class ProbeRecorder:
-    """Walks a :class:`ProbePlan` one step at a time and keeps what each step measured."""
+    """Walks the probe's schedule one step at a time and keeps what each step measured.
+
+    Attributes:
+        plan: How many steps, rounds and warm-ups; the early-rejection factor.
+        candidates: The precisions to compare.
+        reject_early: Drop a hopeless candidate's remaining steps (off under DDP, where every
+            rank must run the same schedule).
+    """
 
     plan: ProbePlan
+    candidates: tuple[str, ...]
+    reject_early: bool = True
     index: int = 0
     times: dict[str, list[float]] = field(default_factory=dict)
     finite: dict[str, bool] = field(default_factory=dict)
@@ -95,7 +76,8 @@ class ProbeRecorder:
     skipped_times: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._schedule = self.plan.schedule()
+        self.candidates = tuple(self.candidates)
+        self._schedule = probe_schedule(self.plan, self.candidates)
         self._visit = 0  # steps run since the last switch of precision
         self._slow = 0  # consecutive judged steps slower than reject_factor x the reference
 
@@ -129,9 +111,9 @@ class ProbeRecorder:
         self.index += 1
 
     def _maybe_reject(self, name: str, seconds: float | None, skipped: bool) -> None:
-        ref = self.plan.reference
+        ref = _reference(self.candidates)
         ref_times = self.times.get(ref or "", [])
-        if name == ref or not ref_times or seconds is None or skipped or self._visit == 0:
+        if not self.reject_early or name == ref or not ref_times or seconds is None or skipped or self._visit == 0:
             return
         ref_ms = statistics.median(ref_times) * 1000.0
         self._slow = self._slow + 1 if seconds * 1000.0 > self.plan.reject_factor * ref_ms else 0
@@ -144,7 +126,7 @@ class ProbeRecorder:
     def measurements(self) -> dict[str, Measurement]:
         """One :class:`Measurement` per candidate that ran at least one step."""
         out: dict[str, Measurement] = {}
-        for name in self.plan.candidates:
+        for name in self.candidates:
             if name not in self.finite:
                 continue
             times = self.times.get(name, []) or self.skipped_times.get(name, [])
@@ -155,7 +137,7 @@ class ProbeRecorder:
         return out
 
     def _ref_ms(self) -> float:
-        ref_times = self.times.get(self.plan.reference or "", [])
+        ref_times = self.times.get(_reference(self.candidates) or "", [])
         return statistics.median(ref_times) * 1000.0 if ref_times else math.inf
 
     @staticmethod
@@ -175,3 +157,44 @@ class ProbeRecorder:
             ms, steps, finite = row[3 * i: 3 * i + 3]
             out[name] = Measurement(name, float(ms), int(steps), bool(finite >= 0.5))
         return out
+
+
+class StepClock:
+    """Wall time of probe steps, the device drained at both ends so a step pays only for itself.
+
+    :meth:`enter` at the start of an optimizer step, :meth:`lap` at its end; with gradient
+    accumulation the micro-batches ran before the step, so the lap runs from the previous
+    step's end (:meth:`mark_exit`) instead.
+    """
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self._last_exit: float | None = None
+
+    @staticmethod
+    def sync(device_type: str) -> None:
+        """Wait for the device's queued work (nothing on the CPU)."""
+        module = getattr(torch, device_type, None)
+        if device_type != "cpu" and module is not None and hasattr(module, "synchronize"):
+            module.synchronize()
+
+    def enter(self, device_type: str) -> None:
+        """Mark the start of a step."""
+        self.sync(device_type)
+        self._start = time.perf_counter()
+
+    def lap(self, device_type: str, whole_step: bool) -> float | None:
+        """Seconds of the step just run: since :meth:`enter` when ``whole_step`` (forward,
+        backward and optimizer step in one call), else since the previous :meth:`mark_exit`."""
+        self.sync(device_type)
+        now = time.perf_counter()
+        if whole_step and self._start is not None:
+            seconds: float | None = now - self._start
+        else:
+            seconds = None if self._last_exit is None else now - self._last_exit
+        self._start = None
+        return seconds
+
+    def mark_exit(self) -> None:
+        """Mark the end of a step's bookkeeping (the start of the next accumulation window)."""
+        self._last_exit = time.perf_counter()

@@ -17,55 +17,22 @@ the device and is updated with tensor ops, so counting adds no host synchronisat
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.amp.grad_scaler import OptState, _refresh_per_optimizer_state
 
-__all__ = ["DynamicGradScaler", "ScalerStats", "validate_scaler_options"]
+from lightning_optkit.precision.options import ScalerConfig, as_group
+
+__all__ = ["DynamicGradScaler", "ScalerStats"]
+
+_MAX_CALIBRATION_RERUNS = 8
 
 # indices into the stats tensor
 _SKIPPED, _STEPS, _CONSECUTIVE, _HYST_LEFT, _FLOOR_STREAK = range(5)
 _STAT_KEYS = ("skipped_steps", "steps", "consecutive_skips", "hysteresis_left", "floor_streak")
-
-
-def validate_scaler_options(
-    init_scale: float,
-    growth_factor: float,
-    backoff_factor: float,
-    growth_interval: int,
-    hysteresis: int,
-    min_scale: float,
-    max_scale: float,
-) -> None:
-    """Raise ``ValueError`` naming the first bad argument, its value, the rule and a fix."""
-
-    def positive(name: str, value: float) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name}={value!r} must be a positive finite number, such as 1.0 or 2**16")
-
-    positive("init_scale", init_scale)
-    positive("min_scale", min_scale)
-    positive("max_scale", max_scale)
-    if min_scale > max_scale:
-        raise ValueError(f"min_scale={min_scale!r} is above max_scale={max_scale!r}; use "
-                         "min_scale <= max_scale, such as min_scale=1.0 and max_scale=2**24")
-    if not (isinstance(growth_factor, (int, float)) and math.isfinite(growth_factor) and growth_factor > 1):
-        raise ValueError(f"growth_factor={growth_factor!r} must be greater than 1, such as 2.0")
-    if not (isinstance(backoff_factor, (int, float)) and 0 < backoff_factor < 1):
-        raise ValueError(f"backoff_factor={backoff_factor!r} must lie in (0, 1), such as 0.5")
-    if not (isinstance(growth_interval, int) and growth_interval >= 1):
-        raise ValueError(f"growth_interval={growth_interval!r} must be a positive integer, such as 2000")
-    if not (isinstance(hysteresis, int) and hysteresis >= 1):
-        raise ValueError(f"hysteresis={hysteresis!r} must be an integer >= 1 (1 backs off on every "
-                         "overflow, as GradScaler does; DeepSpeed and Megatron use 2)")
-    if not min_scale <= init_scale <= max_scale:
-        warnings.warn(f"init_scale={init_scale!r} lies outside [min_scale={min_scale!r}, max_scale="
-                      f"{max_scale!r}]; starting from {min(max(init_scale, min_scale), max_scale)!r}",
-                      UserWarning, stacklevel=3)
 
 
 class ScalerStats(dict):
@@ -77,40 +44,23 @@ class DynamicGradScaler(torch.amp.GradScaler):
 
     Args:
         device: Device type of the gradients (``"cuda"``, ``"cpu"``, ...).
-        init_scale: Initial loss scale.
-        growth_factor: Multiplier applied after ``growth_interval`` clean steps (> 1).
-        backoff_factor: Multiplier applied on an overflow once the hysteresis is used up, in (0, 1).
-        growth_interval: Consecutive clean steps before the scale grows.
-        hysteresis: Overflows tolerated before the scale backs off (1 = on every overflow).
-        min_scale: The floor of the scale.
-        max_scale: The ceiling of the scale.
-        consecutive_hysteresis: Restore the hysteresis after every clean step, so only consecutive
-            overflows use it up.
+        config: The scaler's settings (:class:`ScalerConfig`, checked when it was built);
+            ``None`` uses the defaults.
     """
 
-    def __init__(
-        self,
-        device: str = "cuda",
-        init_scale: float = 2.0**16,
-        growth_factor: float = 2.0,
-        backoff_factor: float = 0.5,
-        growth_interval: int = 2000,
-        hysteresis: int = 2,
-        min_scale: float = 1.0,
-        max_scale: float = 2.0**24,
-        consecutive_hysteresis: bool = False,
-    ) -> None:
-        validate_scaler_options(init_scale, growth_factor, backoff_factor, growth_interval, hysteresis,
-                                min_scale, max_scale)
-        init_scale = min(max(float(init_scale), min_scale), max_scale)
-        super().__init__(device, init_scale=init_scale, growth_factor=growth_factor,
-                         backoff_factor=backoff_factor, growth_interval=growth_interval, enabled=True)
-        self.hysteresis = int(hysteresis)
-        self.min_scale = float(min_scale)
-        self.max_scale = float(max_scale)
-        self.consecutive_hysteresis = bool(consecutive_hysteresis)
+    def __init__(self, device: str = "cuda", config: ScalerConfig | None = None) -> None:
+        config = as_group("config", config, ScalerConfig)
+        super().__init__(device, init_scale=config.start_scale, growth_factor=config.growth_factor,
+                         backoff_factor=config.backoff_factor, growth_interval=config.growth_interval,
+                         enabled=True)
+        self.config = config
+        self.hysteresis = config.hysteresis
+        self.min_scale = config.min_scale
+        self.max_scale = config.max_scale
+        self.consecutive_hysteresis = config.consecutive_hysteresis
         self._init_stats = [0, 0, 0, self.hysteresis, 0]
         self._stats: torch.Tensor | None = None
+        self._lag: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ lazy device state
     def _lazy_init_scale_growth_tracker(self, dev: torch.device) -> None:
@@ -215,6 +165,16 @@ class DynamicGradScaler(torch.amp.GradScaler):
             return self.stats_from_tensor([self._init_scale, *self._init_stats])
         return self.stats_from_tensor(self.stats_tensor())
 
+    def stats_lagged(self) -> ScalerStats | None:
+        """The counters as they were at the previous call (``None`` on the first call).
+
+        For accelerators: this call snapshots the counters on the device and reads the previous
+        snapshot, whose kernels ran before the current step's were queued, so the read waits for
+        them while the device still has the current step's work.
+        """
+        previous, self._lag = self._lag, self.stats_tensor()
+        return None if previous is None else self.stats_from_tensor(previous)
+
     @property
     def skipped_steps(self) -> int:
         """Steps skipped so far (one device read)."""
@@ -227,6 +187,35 @@ class DynamicGradScaler(torch.amp.GradScaler):
             self._init_scale = value
         else:
             self._scale.fill_(value)
+
+    def calibrate(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any],
+                  loss: Any) -> tuple[Any, dict[str, Any]]:
+        """Lower the scale (by ``backoff_factor**4`` per try) and re-run ``closure`` until the
+        gradients of ``optimizer`` are finite (at most 8 re-runs, never below ``min_scale``).
+
+        Args:
+            optimizer: The optimizer whose gradients the first ``closure`` call produced.
+            closure: Forward and scaled backward of the same batch; returns the loss.
+            loss: What the first call returned; ``None`` when there is nothing to re-run.
+
+        Returns:
+            The last loss and ``{"initial_scale", "scale", "reruns"}``.
+        """
+        start, reruns = self.get_scale(), 0
+        while loss is not None:
+            if not bool(torch.isfinite(loss).all()):
+                break  # the loss itself is not finite: not a scaling problem
+            self.unscale_(optimizer)
+            if not bool(self.found_inf(optimizer)):
+                break
+            scale = self.get_scale()
+            if scale <= self.min_scale or reruns >= _MAX_CALIBRATION_RERUNS:
+                break
+            self.forget(optimizer)
+            self.set_scale(scale * self.get_backoff_factor() ** 4)
+            loss = closure()
+            reruns += 1
+        return loss, {"initial_scale": start, "scale": self.get_scale(), "reruns": reruns}
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -263,4 +252,5 @@ class DynamicGradScaler(torch.amp.GradScaler):
         if self._stats is not None:
             state["_init_stats"] = [int(v) for v in self._stats.tolist()]
         state["_stats"] = None
+        state["_lag"] = None
         return state

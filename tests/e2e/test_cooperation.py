@@ -32,7 +32,7 @@ def test_race_then_probe_each_in_its_own_phase(tmp_path) -> None:
         profiler={"dirpath": str(tmp_path), "console": False},
     )
     trainer = make_trainer(max_epochs=25, callbacks=[kit, recorder], default_root_dir=tmp_path)
-    with mock.patch("lightning_optkit.precision.plugin.probe_hardware", return_value=AMX_CPU):
+    with mock.patch("lightning_optkit.plugins.auto_precision.plugin.probe_hardware", return_value=AMX_CPU):
         trainer.fit(NoOptimizer())
     decisions = run_notes(trainer).decisions
     assert decisions["optimizer"]["mode"] == "race" and decisions["optimizer"]["race"]["winner"]

@@ -38,7 +38,7 @@ def test_skipped_fp16_steps_are_counted_and_do_not_advance_the_schedule() -> Non
     recorder = LRRecorder()
     kit = OptKit(optimizer=False, profiler=False,
                  schedule={"warmup": 2, "decay": "linear", "count": "applied"},
-                 precision={"mode": "16-mixed", "init_scale": 256.0, "hysteresis": 1})
+                 precision={"mode": "16-mixed", "scaler": {"init_scale": 256.0, "hysteresis": 1}})
     trainer = make_trainer(max_epochs=1, callbacks=[kit, recorder])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -53,8 +53,8 @@ def test_skipped_fp16_steps_are_counted_and_do_not_advance_the_schedule() -> Non
 @pytest.mark.slow
 def test_collapsing_fp16_falls_back_and_training_goes_on() -> None:
     kit = OptKit(optimizer=False, profiler=False, schedule={"warmup": 2},
-                 precision={"mode": "16-mixed", "init_scale": 2.0**4, "min_scale": 1.0,
-                            "fallback_patience": 5, "forensics": True})
+                 precision={"mode": "16-mixed", "scaler": {"init_scale": 2.0**4, "min_scale": 1.0},
+                            "fallback_policy": {"patience": 5}, "forensics": True})
     trainer = make_trainer(max_epochs=4, callbacks=[kit])
     model = OverflowsInFp16()
     with pytest.warns(UserWarning, match=r"switching 16-mixed -> (bf16-mixed|32-true)"):

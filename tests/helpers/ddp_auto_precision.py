@@ -25,7 +25,7 @@ from lightning.pytorch.strategies import DDPStrategy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from lightning_optkit._trainer import run_notes
-from lightning_optkit.precision import AutoPrecision
+from lightning_optkit.precision import AutoPrecision, ProbePlan, ScalerConfig
 from tests.helpers.models import TinyModel
 from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, cuda_facts
 
@@ -52,14 +52,15 @@ def main(out_dir: str, scenario: str) -> None:
         model = RankModel()
     else:
         facts = cuda_facts(7, 5)
-        plugin = AutoPrecision(init_scale=256.0, probe_warmup_steps=1, probe_steps=2, probe_rounds=2)
+        plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=2, rounds=2),
+                               scaler=ScalerConfig(init_scale=256.0))
         model = RankModel(inf_rank=1)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, plugins=[plugin],
         strategy=DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=60)),
         max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=out_dir)
-    with mock.patch("lightning_optkit.precision.plugin.probe_hardware", return_value=facts):
+    with mock.patch("lightning_optkit.plugins.auto_precision.plugin.probe_hardware", return_value=facts):
         trainer.fit(model)
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
     with open(os.path.join(out_dir, f"rank{trainer.global_rank}.json"), "w") as fh:

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from lightning_optkit.precision.ladder import CollapseDetector
+from lightning_optkit.precision.options import FallbackPolicy, ScalerConfig
 from lightning_optkit.precision.scaler import DynamicGradScaler
 
 
@@ -37,7 +39,7 @@ def _run(scaler: DynamicGradScaler, bad: list[int], fused: bool = False, clip: f
 
 
 def test_hysteresis_scale_sequence_and_exact_counts():
-    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=3, min_scale=2.0)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=64.0, hysteresis=2, growth_interval=3, min_scale=2.0))
     bad = [0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1]
     scales, _ = _run(scaler, bad)
     # overflow 1 is tolerated, overflow 2 halves; then every overflow halves until the floor;
@@ -52,8 +54,8 @@ def test_hysteresis_scale_sequence_and_exact_counts():
 
 def test_hysteresis_one_matches_grad_scaler():
     bad = [0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]
-    ours, _ = _run(DynamicGradScaler("cpu", init_scale=256.0, hysteresis=1, growth_interval=2,
-                                     min_scale=1e-8, max_scale=1e9), bad)
+    ours, _ = _run(DynamicGradScaler("cpu", ScalerConfig(init_scale=256.0, hysteresis=1, growth_interval=2,
+                                                         min_scale=1e-8, max_scale=1e9)), bad)
     reference = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=2)
     theirs = []
     torch.manual_seed(0)
@@ -72,25 +74,25 @@ def test_hysteresis_one_matches_grad_scaler():
 
 
 def test_consecutive_hysteresis_restores_after_a_clean_step():
-    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=100,
-                               consecutive_hysteresis=True)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=64.0, hysteresis=2, growth_interval=100,
+                                                   consecutive_hysteresis=True))
     scales, _ = _run(scaler, [1, 0, 1, 0, 1, 1])
     assert scales == [64, 64, 64, 64, 64, 32]
 
 
 def test_min_and_max_scale_bound_the_scale():
-    scaler = DynamicGradScaler("cpu", init_scale=8.0, hysteresis=1, growth_interval=1, min_scale=2.0,
-                               max_scale=16.0)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=8.0, hysteresis=1, growth_interval=1, min_scale=2.0,
+                                                   max_scale=16.0))
     scales, _ = _run(scaler, [1, 1, 1, 1, 0, 0, 0, 0])
     assert scales == [4, 2, 2, 2, 4, 8, 16, 16]
     assert scaler.stats()["floor_streak"] == 0
-    floor = DynamicGradScaler("cpu", init_scale=2.0, hysteresis=1, min_scale=2.0)
+    floor = DynamicGradScaler("cpu", ScalerConfig(init_scale=2.0, hysteresis=1, min_scale=2.0))
     _run(floor, [1, 1, 1])
     assert floor.stats()["floor_streak"] == 3
 
 
 def test_fused_adamw_skips_inside_the_kernel_and_is_counted():
-    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=1, growth_interval=100)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=64.0, hysteresis=1, growth_interval=100))
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
@@ -108,18 +110,18 @@ def test_fused_adamw_skips_inside_the_kernel_and_is_counted():
 
 def test_unscale_then_fused_step_with_clipping_matches_non_fused():
     bad = [0, 0, 1, 0, 0]
-    _, fused = _run(DynamicGradScaler("cpu", init_scale=256.0), bad, fused=True, clip=0.1)
-    _, plain = _run(DynamicGradScaler("cpu", init_scale=256.0), bad, fused=False, clip=0.1)
+    _, fused = _run(DynamicGradScaler("cpu", ScalerConfig(init_scale=256.0)), bad, fused=True, clip=0.1)
+    _, plain = _run(DynamicGradScaler("cpu", ScalerConfig(init_scale=256.0)), bad, fused=False, clip=0.1)
     for a, b in zip(fused.parameters(), plain.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_state_dict_round_trip_and_plain_grad_scaler_state():
-    scaler = DynamicGradScaler("cpu", init_scale=64.0, hysteresis=2, growth_interval=3)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=64.0, hysteresis=2, growth_interval=3))
     _run(scaler, [1, 1, 0, 1])
     state = scaler.state_dict()
     assert state["scale"] == 16.0 and state["skipped_steps"] == 3 and state["steps"] == 4
-    restored = DynamicGradScaler("cpu", init_scale=1024.0, hysteresis=2, growth_interval=3)
+    restored = DynamicGradScaler("cpu", ScalerConfig(init_scale=1024.0, hysteresis=2, growth_interval=3))
     restored.load_state_dict(state)
     assert restored.get_scale() == 16.0
     assert restored.stats() == scaler.stats()
@@ -127,7 +129,7 @@ def test_state_dict_round_trip_and_plain_grad_scaler_state():
     from_plain = DynamicGradScaler("cpu")
     from_plain.load_state_dict(plain.state_dict())
     assert from_plain.get_scale() == 128.0 and from_plain.skipped_steps == 0
-    clamped = DynamicGradScaler("cpu", max_scale=64.0)
+    clamped = DynamicGradScaler("cpu", ScalerConfig(max_scale=64.0))
     clamped.load_state_dict({"scale": 2.0**20})
     assert clamped.get_scale() == 64.0
     with pytest.raises(ValueError, match="no 'scale'"):
@@ -135,7 +137,7 @@ def test_state_dict_round_trip_and_plain_grad_scaler_state():
 
 
 def test_counting_needs_no_host_read():
-    scaler = DynamicGradScaler("cpu", init_scale=8.0)
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=8.0))
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scaler.scale(model(torch.ones(1, 2)).sum()).backward()
@@ -156,28 +158,21 @@ def test_counting_needs_no_host_read():
     assert scaler.stats()["steps"] == 1
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"init_scale": 0.0}, "init_scale=0.0 must be a positive"),
-        ({"init_scale": -1.0}, "init_scale=-1.0"),
-        ({"min_scale": 0.0}, "min_scale=0.0 must be a positive"),
-        ({"max_scale": math.inf}, "max_scale=inf must be a positive finite"),
-        ({"min_scale": 8.0, "max_scale": 4.0}, "min_scale=8.0 is above max_scale=4.0"),
-        ({"growth_factor": 1.0}, "growth_factor=1.0 must be greater than 1"),
-        ({"backoff_factor": 1.0}, r"backoff_factor=1.0 must lie in \(0, 1\)"),
-        ({"backoff_factor": 0.0}, r"backoff_factor=0.0 must lie in \(0, 1\)"),
-        ({"growth_interval": 0}, "growth_interval=0 must be a positive integer"),
-        ({"hysteresis": 0}, "hysteresis=0 must be an integer >= 1"),
-    ],
-)
-def test_bad_scaler_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        DynamicGradScaler("cpu", **kwargs)
+def test_the_scaler_is_built_from_its_config():
+    config = ScalerConfig(init_scale=32.0, growth_factor=4.0, backoff_factor=0.25, growth_interval=7, hysteresis=3,
+                          min_scale=2.0, max_scale=512.0, consecutive_hysteresis=True)
+    scaler = DynamicGradScaler("cpu", config)
+    assert scaler.config is config and scaler.get_scale() == 32.0
+    assert (scaler.get_growth_factor(), scaler.get_backoff_factor(), scaler.get_growth_interval()) == (4.0, 0.25, 7)
+    assert (scaler.hysteresis, scaler.min_scale, scaler.max_scale) == (3, 2.0, 512.0)
+    assert scaler.consecutive_hysteresis
+    assert DynamicGradScaler("cpu").config == ScalerConfig()
+    with pytest.raises(ValueError, match=r"config=\{'init': 1\} is not allowed: ScalerConfig has no field 'init'"):
+        DynamicGradScaler("cpu", {"init": 1})  # type: ignore[arg-type]
 
 
 def test_unused_scaler_allocates_nothing():
-    scaler = DynamicGradScaler("cuda" if torch.cuda.is_available() else "cpu", init_scale=32.0)
+    scaler = DynamicGradScaler("cuda" if torch.cuda.is_available() else "cpu", ScalerConfig(init_scale=32.0))
     assert scaler.skipped_steps == 0 and scaler.stats()["scale"] == 32.0
     scaler.set_scale(8.0)
     assert scaler.state_dict()["scale"] == 8.0
@@ -213,9 +208,10 @@ def _reference(flags, init, hysteresis, interval, factor, backoff, lo, hi, conse
 )
 def test_update_rule_matches_the_documented_reference(flags, hysteresis, interval, exponent, floor,
                                                       consecutive):
-    scaler = DynamicGradScaler("cpu", init_scale=2.0**exponent, hysteresis=hysteresis, growth_interval=interval,
-                               growth_factor=2.0, backoff_factor=0.5, min_scale=2.0**floor, max_scale=2.0**10,
-                               consecutive_hysteresis=consecutive)
+    config = ScalerConfig(init_scale=2.0**exponent, hysteresis=hysteresis, growth_interval=interval,
+                          growth_factor=2.0, backoff_factor=0.5, min_scale=2.0**floor, max_scale=2.0**10,
+                          consecutive_hysteresis=consecutive)
+    scaler = DynamicGradScaler("cpu", config)
     scales = []
     for found in flags:
         scaler.record_step(found)
@@ -224,3 +220,23 @@ def test_update_rule_matches_the_documented_reference(flags, hysteresis, interva
                                 consecutive)
     stats = scaler.stats()
     assert stats["skipped_steps"] == sum(flags) and stats["steps"] == len(flags)
+
+
+def _overflowing_step(scaler: DynamicGradScaler) -> None:
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler.scale(model(torch.ones(1, 2)).sum() * math.inf).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
+def test_lagged_stats_read_the_previous_steps_counters():
+    scaler = DynamicGradScaler("cpu", ScalerConfig(init_scale=1.0, hysteresis=1, min_scale=1.0))
+    detector = CollapseDetector(FallbackPolicy(patience=1))
+    _overflowing_step(scaler)
+    assert scaler.stats_lagged() is None  # nothing older than this step yet: no read at all
+    _overflowing_step(scaler)
+    lagged = scaler.stats_lagged()
+    assert lagged is not None and lagged["skipped_steps"] == 1  # the previous step's snapshot
+    assert scaler.stats()["skipped_steps"] == 2
+    assert detector.check(lagged) is not None  # which already triggers the ladder at patience 1

@@ -328,11 +328,23 @@ def test_module_is_left_unpatched_after_validate_and_fit() -> None:
 def test_race_on_cuda_with_fused_kernels() -> None:
     cb = AutoOptimizer(mode="race", candidates=["adamw", "sgd"], budget=16, save_json=False,
                        verbose=False)
-    trainer = make_trainer(max_epochs=4, accelerator="cuda", precision="16-mixed", callbacks=[cb],
+    from lightning.pytorch.callbacks import Callback
+
+    class ParamsOnDevice(Callback):
+        """During fit (teardown moves the module back to the CPU): the optimizer's parameters."""
+
+        def __init__(self) -> None:
+            self.on_cuda: list[bool] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.on_cuda.append(all(p.is_cuda for g in trainer.optimizers[0].param_groups for p in g["params"]))
+
+    seen = ParamsOnDevice()
+    trainer = make_trainer(max_epochs=4, accelerator="cuda", precision="16-mixed", callbacks=[cb, seen],
                            deterministic=False)
     trainer.fit(NoOptimizerModel())
     assert cb.choice.race["winner"] is not None and cb.choice.kernel in ("fused", "foreach", "for-loop")
-    assert all(p.is_cuda for g in trainer.optimizers[0].param_groups for p in g["params"])
+    assert seen.on_cuda and all(seen.on_cuda)
 
 
 def test_race_accepts_a_dict_returning_training_step() -> None:

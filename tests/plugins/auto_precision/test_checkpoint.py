@@ -8,11 +8,11 @@ from unittest import mock
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from lightning_optkit.precision import AutoPrecision
+from lightning_optkit.precision import AutoPrecision, FallbackPolicy, ProbePlan, ScalerConfig
 from tests.helpers.models import make_trainer
 from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, InfModel, StepRecorder
 
-HW = "lightning_optkit.precision.plugin.probe_hardware"
+HW = "lightning_optkit.plugins.auto_precision.plugin.probe_hardware"
 
 
 def _fit(plugin, model, steps, facts=CPU_AVX2, ckpt_path=None):
@@ -23,12 +23,17 @@ def _fit(plugin, model, steps, facts=CPU_AVX2, ckpt_path=None):
     return trainer, recorder
 
 
+def _collapsing_fp16():
+    return AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0, hysteresis=1),
+                         fallback_policy=FallbackPolicy(patience=2))
+
+
 def _load(path):
     return torch.load(path, weights_only=False)
 
 
 def test_fp16_round_trip_keeps_scale_counters_and_decision(tmp_path):
-    first = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=2, growth_interval=1000)
+    first = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0, hysteresis=2, growth_interval=1000))
     trainer, rec = _fit(first, InfModel(bad_steps=[1, 2]), steps=4)
     assert rec.scales[-1] == 128.0
     path = tmp_path / "fp16.ckpt"
@@ -38,7 +43,7 @@ def test_fp16_round_trip_keeps_scale_counters_and_decision(tmp_path):
     assert state["scaler"]["hysteresis_left"] == 0
     assert state["decision"]["precision"] == "16-mixed"
 
-    second = AutoPrecision("16-mixed", init_scale=2.0**16, hysteresis=2, growth_interval=1000)
+    second = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0**16, hysteresis=2, growth_interval=1000))
     _, rec2 = _fit(second, InfModel(bad_steps=[5]), steps=7, ckpt_path=path)
     # resumed at step 4: scale 128 kept; the hysteresis was used up, so step 5 halves at once
     assert rec2.scales == [128.0, 64.0, 64.0]
@@ -47,7 +52,7 @@ def test_fp16_round_trip_keeps_scale_counters_and_decision(tmp_path):
 
 
 def test_auto_resume_keeps_the_decision_without_a_new_probe(tmp_path):
-    first = AutoPrecision("auto", probe_warmup_steps=1, probe_steps=2, probe_rounds=1)
+    first = AutoPrecision("auto", probe_plan=ProbePlan(warmup_steps=1, steps=2, rounds=1))
     trainer, rec = _fit(first, InfModel(), steps=8, facts=CPU_BF16)
     assert rec.phases == ["precision_probe"] * 6 + [None] * 2
     assert first.decision.source == "probe"
@@ -55,8 +60,8 @@ def test_auto_resume_keeps_the_decision_without_a_new_probe(tmp_path):
     path = tmp_path / "auto.ckpt"
     trainer.save_checkpoint(path)
 
-    second = AutoPrecision("auto", probe_warmup_steps=1, probe_steps=2, probe_rounds=1)
-    with mock.patch("lightning_optkit.precision.plugin.ProbeRecorder", side_effect=AssertionError("probed")):
+    second = AutoPrecision("auto", probe_plan=ProbePlan(warmup_steps=1, steps=2, rounds=1))
+    with mock.patch("lightning_optkit.precision.controller.ProbeRecorder", side_effect=AssertionError("probed")):
         _, rec2 = _fit(second, InfModel(), steps=11, facts=CPU_BF16, ckpt_path=path)
     assert rec2.phases == [None] * 3
     assert rec2.precisions == [saved["precision"]] * 3
@@ -66,13 +71,13 @@ def test_auto_resume_keeps_the_decision_without_a_new_probe(tmp_path):
 
 
 def test_a_fallback_survives_resume(tmp_path):
-    first = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
+    first = _collapsing_fp16()
     model = InfModel(bad_steps="all", only_in_fp16=True)
     trainer, rec = _fit(first, model, steps=5)
     assert rec.precisions[-1] == "32-true"
     path = tmp_path / "fallback.ckpt"
     trainer.save_checkpoint(path)
-    second = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
+    second = _collapsing_fp16()
     _, rec2 = _fit(second, InfModel(bad_steps="all", only_in_fp16=True), steps=7, ckpt_path=path)
     assert rec2.precisions == ["32-true", "32-true"]
     assert second.skipped_steps == first.skipped_steps
@@ -88,14 +93,14 @@ def test_mixed_precision_checkpoint_loads_its_scale(tmp_path):
     trainer.save_checkpoint(path)
     assert "MixedPrecision" in _load(path)
 
-    ours = AutoPrecision("16-mixed", init_scale=2.0**16)
+    ours = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0**16))
     _, rec = _fit(ours, InfModel(), steps=5, ckpt_path=path)
     assert rec.scales == [128.0, 128.0]
     assert ours.skipped_steps == 0  # MixedPrecision kept no skip count
 
 
 def test_subclass_finds_the_state_saved_by_auto_precision(tmp_path):
-    first = AutoPrecision("16-mixed", init_scale=64.0)
+    first = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=64.0))
     trainer, _ = _fit(first, InfModel(bad_steps=[0, 1]), steps=3)
     path = tmp_path / "base.ckpt"
     trainer.save_checkpoint(path)
@@ -103,7 +108,7 @@ def test_subclass_finds_the_state_saved_by_auto_precision(tmp_path):
     class MyPrecision(AutoPrecision):
         pass
 
-    mine = MyPrecision("16-mixed", init_scale=2.0**16)
+    mine = MyPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0**16))
     _, rec = _fit(mine, InfModel(), steps=4, ckpt_path=path)
     assert rec.scales == [32.0]
     assert mine.skipped_steps == 2
@@ -136,7 +141,7 @@ def test_plugin_pickles_before_and_after_fit():
     import copy
     import pickle
 
-    plugin = AutoPrecision("16-mixed", init_scale=64.0, keep_fp32=["net.0"])
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=64.0), keep_fp32=["net.0"])
     clone = pickle.loads(pickle.dumps(plugin))
     assert clone.mode == "16-mixed" and clone.keep_fp32 == ["net.0"]
     _fit(plugin, InfModel(bad_steps=[0]), steps=2)
@@ -146,7 +151,7 @@ def test_plugin_pickles_before_and_after_fit():
 
 
 def test_saved_state_loads_with_weights_only(tmp_path):
-    plugin = AutoPrecision("16-mixed", init_scale=64.0, forensics=True, fallback=False)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=64.0), fallback=False, forensics=True)
     from tests.helpers.precision_models import PlantedModel
 
     _fit(plugin, PlantedModel(), steps=3)

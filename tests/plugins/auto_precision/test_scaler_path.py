@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_optkit._trainer import skipped_updates
-from lightning_optkit.precision import AutoPrecision
+from lightning_optkit.precision import AutoPrecision, FallbackPolicy, ProbePlan, ScalerConfig
 from tests.helpers.models import make_trainer
 from tests.helpers.precision_models import (
     CPU_AVX2,
@@ -22,7 +22,7 @@ from tests.helpers.precision_models import (
     StepRecorder,
 )
 
-HW = "lightning_optkit.precision.plugin.probe_hardware"
+HW = "lightning_optkit.plugins.auto_precision.plugin.probe_hardware"
 
 
 def _fit(plugin: AutoPrecision, model, steps: int, facts=CPU_AVX2, **trainer_kwargs):
@@ -35,7 +35,8 @@ def _fit(plugin: AutoPrecision, model, steps: int, facts=CPU_AVX2, **trainer_kwa
 
 
 def test_exact_skip_counts_and_scale_sequence_with_hysteresis():
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=2, growth_interval=3, fallback=False)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0, hysteresis=2, growth_interval=3),
+                           fallback=False)
     trainer, rec = _fit(plugin, InfModel(bad_steps=[1, 3, 4, 5]), steps=10)
     assert rec.scales == [256, 256, 256, 128, 64, 32, 32, 32, 64, 64]
     assert rec.skipped == [0, 1, 1, 2, 3, 4, 4, 4, 4, 4]
@@ -57,7 +58,8 @@ def test_skipped_steps_leave_the_weights_untouched():
             self.changed.append(any(not torch.equal(a, b) for a, b in zip(self.before, pl_module.parameters())))
 
     snap = Snapshot()
-    _fit(AutoPrecision("16-mixed", init_scale=256.0), InfModel(bad_steps=[1, 2]), steps=4, callbacks=[snap])
+    _fit(AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0)), InfModel(bad_steps=[1, 2]), steps=4,
+         callbacks=[snap])
     assert snap.changed == [True, False, False, True]
 
 
@@ -66,7 +68,7 @@ def test_gradient_clipping_works_with_fused_adamw(fused):
     def run(clip):
         torch.manual_seed(0)
         model = InfModel(bad_steps=[2], fused=fused, lr=0.05)
-        plugin = AutoPrecision("16-mixed", init_scale=256.0)
+        plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0))
         _fit(plugin, model, steps=5, gradient_clip_val=clip)
         return [p.detach().clone() for p in model.parameters()], plugin.skipped_steps
 
@@ -77,14 +79,15 @@ def test_gradient_clipping_works_with_fused_adamw(fused):
     if fused:
         torch.manual_seed(0)
         model = InfModel(bad_steps=[2], fused=False, lr=0.05)
-        _fit(AutoPrecision("16-mixed", init_scale=256.0), model, steps=5, gradient_clip_val=0.05)
+        _fit(AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0)), model, steps=5, gradient_clip_val=0.05)
         for a, b in zip(clipped, model.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(("facts", "target"), [(CPU_AVX2, "32-true"), (CPU_BF16, "bf16-mixed")])
 def test_fallback_ladder_fires_at_the_floor(facts, target):
-    plugin = AutoPrecision("16-mixed", init_scale=4.0, hysteresis=1, min_scale=1.0, fallback_patience=3)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=4.0, hysteresis=1, min_scale=1.0),
+                           fallback_policy=FallbackPolicy(patience=3))
     model = InfModel(bad_steps="all", only_in_fp16=True)
     with pytest.warns(UserWarning, match=f"switching 16-mixed -> {target} after step 4"):
         trainer, rec = _fit(plugin, model, steps=8, facts=facts)
@@ -100,8 +103,8 @@ def test_fallback_ladder_fires_at_the_floor(facts, target):
 
 
 def test_fallback_ladder_fires_on_the_skip_rate():
-    plugin = AutoPrecision("16-mixed", init_scale=2.0**10, hysteresis=1, min_scale=1.0,
-                           fallback_patience=100, fallback_skip_rate=0.5, fallback_window=4)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0**10, hysteresis=1, min_scale=1.0),
+                           fallback_policy=FallbackPolicy(patience=100, skip_rate=0.5, window=4))
     with pytest.warns(UserWarning, match="75% of the last 4 steps skipped"):
         _, rec = _fit(plugin, InfModel(bad_steps=[0, 1, 2, 4, 5]), steps=6)
     assert rec.precisions == ["16-mixed"] * 4 + ["32-true"] * 2
@@ -116,7 +119,7 @@ def test_forensics_names_the_planted_layer_and_costs_nothing_when_clean():
             self.hooks.append(sum(len(m._forward_hooks) for m in pl_module.modules()))
 
     counter = HookCounter()
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, forensics=True, fallback=False)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0), fallback=False, forensics=True)
     with pytest.warns(UserWarning, match=r"forward output of 'net.1' \(Amplify\) is non-finite"):
         _fit(plugin, PlantedModel(), steps=4, callbacks=[counter])
     [report] = plugin.overflow_reports
@@ -127,14 +130,14 @@ def test_forensics_names_the_planted_layer_and_costs_nothing_when_clean():
     assert counter.hooks == [0, 5, 0, 0]  # hooks (net and its 4 layers) only on the step after a skip
 
     clean = HookCounter()
-    quiet = AutoPrecision("16-mixed", init_scale=256.0, forensics=True)
+    quiet = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0), forensics=True)
     _fit(quiet, InfModel(), steps=4, callbacks=[clean])
     assert clean.hooks == [0, 0, 0, 0] and quiet.overflow_reports == []
 
 
 @pytest.mark.parametrize("entry", ["net.1", "Amplify", r"net\.[1]", "tests.helpers.precision_models.Amplify"])
 def test_keep_fp32_removes_the_overflow(entry):
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, keep_fp32=[entry])
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0), keep_fp32=[entry])
     model = PlantedModel()
     _fit(plugin, model, steps=4)
     assert plugin.skipped_steps == 0
@@ -143,8 +146,8 @@ def test_keep_fp32_removes_the_overflow(entry):
 
 def test_calibration_avoids_a_burst_of_skipped_steps():
     def run(calibrate):
-        plugin = AutoPrecision("16-mixed", init_scale=2.0**24, max_scale=2.0**24, calibrate=calibrate,
-                               fallback=False)
+        plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0**24, max_scale=2.0**24),
+                               calibrate=calibrate, fallback=False)
         _fit(plugin, InfModel(), steps=4)
         return plugin
 
@@ -159,7 +162,7 @@ def test_calibration_avoids_a_burst_of_skipped_steps():
 
 def test_interval_logging_and_hyperparameters():
     logger = RecordingLogger()
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=1)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0, hysteresis=1))
     _fit(plugin, InfModel(bad_steps=[1]), steps=6, logger=logger, log_every_n_steps=2)
     amp = [(step, m) for step, m in logger.metrics if "amp/loss_scale" in m]
     assert [step for step, _ in amp] == [1, 3, 5]
@@ -188,7 +191,7 @@ def test_weight_cache_keeps_gradients_after_a_no_grad_forward():
 
     model = NoGradFirst(fused=False)
     before = [p.detach().clone() for p in model.parameters()]
-    _fit(AutoPrecision("16-mixed", init_scale=256.0), model, steps=2)
+    _fit(AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0)), model, steps=2)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
@@ -203,8 +206,8 @@ def test_forensics_hooks_leave_with_fp16():
             self.hooks.append(sum(len(m._forward_hooks) for m in pl_module.modules()))
 
     counter = HookCounter()
-    plugin = AutoPrecision(init_scale=256.0, forensics=True, probe_warmup_steps=1, probe_steps=2,
-                           probe_reject_factor=1e9)
+    plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=2, reject_factor=1e9),
+                           scaler=ScalerConfig(init_scale=256.0), forensics=True)
     # T4-class facts: the probe runs fp32 (steps 0-1), fp16 (2-4), fp32 (5-6); step 2 overflows
     _, rec = _fit(plugin, InfModel(bad_steps=[2]), steps=8, facts=cuda_facts(7, 5), callbacks=[counter])
     assert rec.start_precisions[:7] == ["32-true"] * 2 + ["16-mixed"] * 3 + ["32-true"] * 2

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 
 from lightning_optkit import WarmupDecay
-from lightning_optkit.precision import AutoPrecision
+from lightning_optkit.precision import AutoPrecision, ScalerConfig
 from lightning_optkit.schedules import build_schedule
 from tests.helpers.lr_recorder import LRRecorder
 from tests.helpers.models import make_trainer
@@ -15,11 +15,11 @@ from tests.helpers.precision_models import CPU_AVX2, InfModel
 
 
 def test_applied_only_schedule_holds_on_skipped_steps():
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, fallback=False)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0), fallback=False)
     schedule = WarmupDecay(warmup=4, total=12, decay="linear", count="applied", verbose=False)
     recorder = LRRecorder()
     trainer = make_trainer(plugins=[plugin], callbacks=[schedule, recorder], max_steps=8, max_epochs=None)
-    with mock.patch("lightning_optkit.precision.plugin.probe_hardware", return_value=CPU_AVX2):
+    with mock.patch("lightning_optkit.plugins.auto_precision.plugin.probe_hardware", return_value=CPU_AVX2):
         trainer.fit(InfModel(bad_steps=[2, 3], fused=False, lr=0.01))
     assert plugin.skipped_steps == 2
     curve = build_schedule(warmup_steps=4, total_steps=12, decay="linear")

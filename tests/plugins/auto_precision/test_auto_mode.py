@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from unittest import mock
 
@@ -9,13 +10,21 @@ import pytest
 import torch
 
 from lightning_optkit._trainer import run_notes
-from lightning_optkit.precision import AutoPrecision, choose_measured
+from lightning_optkit.plugins.auto_precision.trainer_link import TrainerLink
+from lightning_optkit.precision import AutoPrecision, FallbackPolicy, ProbePlan, ScalerConfig, choose_measured
 from lightning_optkit.precision.decision import Measurement
 from tests.helpers.models import TinyModel, make_trainer
 from tests.helpers.precision_models import CPU_AVX2, CPU_BF16, StepRecorder, cuda_facts
 
-HW = "lightning_optkit.precision.plugin.probe_hardware"
-STEPS = "lightning_optkit.precision._steps"
+HW = "lightning_optkit.plugins.auto_precision.plugin.probe_hardware"
+GATHER = "lightning_optkit.plugins.auto_precision.trainer_link.gather_rows"
+
+
+@contextlib.contextmanager
+def two_ranks(exchange):
+    """A single-process run that believes it has two ranks; ``exchange(strategy, row)`` answers the gathers."""
+    with mock.patch.object(TrainerLink, "world_size", return_value=2), mock.patch(GATHER, exchange):
+        yield
 
 
 class DtypeModel(TinyModel):
@@ -53,7 +62,7 @@ def test_avx2_cpu_chooses_fp32_without_probe_or_autocast():
 
 
 def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_rounds=2, probe_reject_factor=1e9)
+    plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=2, rounds=2, reject_factor=1e9))
     model = DtypeModel()
     before = [p.detach().clone() for p in model.parameters()]
     trainer, rec = _fit(plugin, model, 10, CPU_BF16)
@@ -93,7 +102,7 @@ def test_non_finite_probe_loss_rejects_the_candidate():
                 return loss + float("nan") * loss.detach()  # a NaN loss value, finite gradients
             return loss
 
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=2, probe_reject_factor=1e9)
+    plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=2, reject_factor=1e9))
     _fit(plugin, NanInBf16(), 8, CPU_BF16)
     assert plugin.decision.precision == "32-true"
     assert plugin.decision.measurements["bf16-mixed"]["finite"] is False
@@ -101,7 +110,7 @@ def test_non_finite_probe_loss_rejects_the_candidate():
 
 
 def test_probe_cut_short_by_the_end_of_the_run_still_decides():
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=4, probe_reject_factor=1e9)
+    plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=4, reject_factor=1e9))
     _fit(plugin, DtypeModel(), 3, CPU_BF16)
     assert plugin.decision.source == "probe"
     assert any(r.startswith("probe cut short after 3 of 11 steps") for r in plugin.decision.reasons)
@@ -114,12 +123,12 @@ def test_probe_cut_short_by_the_end_of_the_run_still_decides():
 def test_two_ranks_that_differ_agree_on_the_lowest_common_precision(mine, other, expected):
     calls = []
 
-    def exchange(trainer, row):
+    def exchange(strategy, row):
         calls.append(list(row))
         return [list(row), other]
 
     plugin = AutoPrecision()
-    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange):
+    with two_ranks(exchange):
         # a CUDA rank in this CPU test only lends its facts; the steps still run on CPU
         _, rec = _fit(plugin, DtypeModel(), 3, mine)
     assert calls == [[1.0, 0.0, 1.0]]  # this rank: bf16-mixed and 32-true (order of PRECISIONS)
@@ -130,15 +139,15 @@ def test_two_ranks_that_differ_agree_on_the_lowest_common_precision(mine, other,
 
 
 def test_ranks_merge_probe_measurements():
-    def exchange(trainer, row):
+    def exchange(strategy, row):
         if len(row) == 3:  # candidates: both ranks have bf16
             return [list(row), list(row)]
         other = list(row)
         other[2] = 0.0  # the other rank saw a non-finite bf16 loss
         return [list(row), other]
 
-    plugin = AutoPrecision(probe_warmup_steps=1, probe_steps=1, probe_rounds=1)
-    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange):
+    plugin = AutoPrecision(probe_plan=ProbePlan(warmup_steps=1, steps=1, rounds=1))
+    with two_ranks(exchange):
         _fit(plugin, DtypeModel(), 6, CPU_BF16)
     assert plugin.decision.precision == "32-true"
     assert plugin.decision.measurements["bf16-mixed"]["finite"] is False
@@ -160,7 +169,7 @@ class ManualModel(DtypeModel):
 
 
 def test_manual_optimization_uses_the_scaler_without_weight_cache():
-    plugin = AutoPrecision("16-mixed", init_scale=256.0, hysteresis=1)
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=256.0, hysteresis=1))
     model = ManualModel()
     _, rec = _fit(plugin, model, 4, CPU_AVX2)
     assert rec.skipped == [0, 1, 1, 1] and rec.scales == [256.0, 128.0, 128.0, 128.0]
@@ -185,11 +194,12 @@ def test_validate_without_fit_decides_by_rule():
 def test_fallback_target_is_agreed_across_ranks():
     from tests.helpers.precision_models import InfModel
 
-    def exchange(trainer, row):
+    def exchange(strategy, row):
         return [list(row), [0.0] * len(row)]  # the other rank has no native bf16
 
-    plugin = AutoPrecision("16-mixed", init_scale=2.0, hysteresis=1, fallback_patience=2)
-    with mock.patch(f"{STEPS}.world_size", return_value=2), mock.patch(f"{STEPS}.gather_rows", exchange), \
+    plugin = AutoPrecision("16-mixed", scaler=ScalerConfig(init_scale=2.0, hysteresis=1),
+                           fallback_policy=FallbackPolicy(patience=2))
+    with two_ranks(exchange), \
             pytest.warns(UserWarning, match="switching 16-mixed -> 32-true"):
         _, rec = _fit(plugin, InfModel(bad_steps="all", only_in_fp16=True), 5, CPU_BF16)
     assert plugin.decision.fallbacks[0]["to"] == "32-true" and rec.precisions[-1] == "32-true"
