@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
 from lightning_optkit import BottleneckProfiler, _trainer
 from tests.helpers.models import TinyModel, make_trainer
@@ -55,7 +56,8 @@ def test_everything_is_restored_after_fit(tmp_path) -> None:
 class _SlowAdamW(torch.optim.AdamW):
     """An optimizer whose own update is slow (the work is inside the class's ``step``)."""
 
-    def step(self, closure=None):  # type: ignore[override]
+    @override
+    def step(self, closure: Any = None) -> Any:
         loss = super().step(closure)
         _busy(0.004)
         return loss
@@ -75,7 +77,8 @@ class _SlowOptimizerModel(TinyModel):
         self.scheduler = scheduler
         self.seen: list[Any] = []
 
-    def configure_optimizers(self):  # type: ignore[override]
+    @override
+    def configure_optimizers(self) -> Any:
         optimizer = _SlowAdamW(self.parameters(), lr=1e-2)
         if not self.scheduler:
             return optimizer
@@ -378,7 +381,8 @@ def test_event_timer_path_with_fake_cuda_events(tmp_path, monkeypatch: pytest.Mo
 
 def test_failure_before_the_first_step_still_reports(tmp_path) -> None:
     class NoOptimizer(TinyModel):
-        def configure_optimizers(self):  # type: ignore[override]
+        @override
+        def configure_optimizers(self) -> Any:
             raise RuntimeError("no optimizer today")
 
     profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
@@ -394,11 +398,15 @@ def test_per_batch_hooks_run_only_on_batches_with_work(tmp_path) -> None:
     calls: list[tuple[str, int]] = []
 
     class Counting(BottleneckProfiler):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # type: ignore[override]
+        @override
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                                 batch_idx: int) -> None:
             calls.append(("start", batch_idx))
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[override]
+        @override
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
             calls.append(("end", batch_idx))
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
