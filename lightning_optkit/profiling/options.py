@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from lightning_optkit._checks import as_choice, as_float, as_int, fail
+
 __all__ = ["FORMATS", "DEVICE_TIMINGS", "check_options"]
 
 #: Report file formats.
@@ -14,33 +16,31 @@ FORMATS = ("json", "md", "html")
 DEVICE_TIMINGS = ("auto", "events", "host", "off")
 
 
-def _positive(name: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer; {hint}")
-
-
 def check_options(*, filename: str, formats: Sequence[str], sample_every_n_steps: int, sync_every_n_steps: int,
                   timeline_points: int, warmup_steps: int, deep_window_steps: int, deep_window_start: int,
-                  device_timing: str, trace_max_mb: float, skip_empty_hooks: Any = "auto") -> None:
-    """Raise ``ValueError`` naming the argument, its value and what is allowed, for the first bad one."""
-    _positive("sample_every_n_steps", sample_every_n_steps, "take a sample every 25 steps, for example")
-    _positive("sync_every_n_steps", sync_every_n_steps, "gather rank summaries every 200 steps, for example")
-    _positive("timeline_points", timeline_points, "96 points draw a readable chart")
-    for name, value in (("warmup_steps", warmup_steps), ("deep_window_steps", deep_window_steps),
-                        ("deep_window_start", deep_window_start)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name}={value!r} must be an integer >= 0 (deep_window_steps=0 turns the window off)")
-    if not isinstance(formats, (list, tuple)) or not formats:
-        raise ValueError(f"formats={formats!r} must be a non-empty list of {list(FORMATS)}")
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"formats={list(formats)!r} holds unknown format(s) {unknown}; choose from {list(FORMATS)}")
-    if not filename or os.sep in filename:
-        raise ValueError(f"filename={filename!r} must be a plain file name such as 'bottlenecks'")
-    if device_timing not in DEVICE_TIMINGS:
-        raise ValueError(f"device_timing={device_timing!r} must be one of 'auto', 'events', 'host', 'off'")
-    if not trace_max_mb > 0:
-        raise ValueError(f"trace_max_mb={trace_max_mb!r} must be > 0, such as 50")
+                  device_timing: str, trace_max_mb: float, skip_empty_hooks: Any) -> None:
+    """Raise ``ValueError`` naming the argument, its value, what is allowed and a fix, for the first bad one.
+
+    The arguments are those of :class:`lightning_optkit.BottleneckProfiler` (declared, with their
+    defaults, there only).
+    """
+    as_int("sample_every_n_steps", sample_every_n_steps, minimum=1, example=25)
+    as_int("sync_every_n_steps", sync_every_n_steps, minimum=1, example=200)
+    as_int("timeline_points", timeline_points, minimum=1, example=96)
+    as_int("warmup_steps", warmup_steps, minimum=0, example=1)
+    as_int("deep_window_steps", deep_window_steps, minimum=0, example=3)  # 0 turns the window off
+    as_int("deep_window_start", deep_window_start, minimum=0, example=10)
+    if isinstance(formats, str) or not isinstance(formats, Sequence) or not formats:
+        raise fail("formats", formats, f"expected a non-empty list of {', '.join(map(repr, FORMATS))}",
+                   "pass e.g. formats=['json', 'html']")
+    for i, fmt in enumerate(formats):
+        as_choice(f"formats[{i}]", fmt, FORMATS, fix="keep the report formats among them, e.g. formats=['json', 'html']")
+    if not isinstance(filename, str) or not filename or os.sep in filename:
+        raise fail("filename", filename, "expected a plain file name, without a directory",
+                   "put the directory in dirpath and pass e.g. filename='bottlenecks'")
+    as_choice("device_timing", device_timing, DEVICE_TIMINGS,
+              fix="device_timing='auto' reads CUDA events on a GPU and the host clock elsewhere")
+    as_float("trace_max_mb", trace_max_mb, low=0.0, low_open=True, example=50)
     if not (isinstance(skip_empty_hooks, bool) or skip_empty_hooks == "auto"):
-        raise ValueError(f"skip_empty_hooks={skip_empty_hooks!r} must be True, False or 'auto' (skip them unless a "
-                         "profiler set on the Trainer should see every hook)")
+        raise fail("skip_empty_hooks", skip_empty_hooks, "expected True, False or 'auto'",
+                   "pass 'auto' to skip the empty hooks unless a profiler set on the Trainer should see every hook")

@@ -1,11 +1,16 @@
-"""Render a report as JSON, Markdown and a one-screen console summary (rich when installed)."""
+"""Render a report as JSON, Markdown and a one-screen console summary (rich when installed), and write its files."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["to_json", "to_markdown", "console_text", "print_console"]
+from lightning_optkit._files import write_atomic
+from lightning_optkit.profiling.html import to_html
+
+__all__ = ["to_json", "to_markdown", "console_text", "print_console", "write_report"]
 
 _TOP_PHASES = 8
 
@@ -116,3 +121,18 @@ def print_console(report: dict[str, Any], use_rich: bool = True) -> None:
     console.print(table)
     top = list(report["phases"].items())[:_TOP_PHASES]
     console.print("phases: " + ", ".join(f"{name} {_pct(p['share'])}" for name, p in top))
+
+
+def write_report(report: dict[str, Any], dirpath: str, filename: str, formats: Sequence[str]) -> list[str]:
+    """Write ``<dirpath>/<filename>.<fmt>`` for each of ``formats`` (``json``, ``md``, ``html``), atomically.
+
+    Returns:
+        The paths written, in the order of ``formats``.
+    """
+    renderers = {"json": to_json, "md": to_markdown, "html": to_html}
+    paths = []
+    for fmt in formats:
+        path = os.path.join(dirpath, f"{filename}.{fmt}")
+        write_atomic(path, renderers[fmt](report))
+        paths.append(path)
+    return paths

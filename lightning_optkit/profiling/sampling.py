@@ -21,7 +21,6 @@ __all__ = [
     "compiled_graphs",
     "dynamo_counters",
     "device_info",
-    "peak_flops",
 ]
 
 
@@ -164,16 +163,3 @@ def device_info(device: torch.device, precision: str = "32-true", loader: Any = 
         num_workers=workers,
     )
 
-
-def peak_flops(device: torch.device, precision: str) -> float | None:
-    """Theoretical peak FLOP/s of ``device`` at ``precision`` where Lightning knows it."""
-    if device.type != "cuda":
-        return None
-    try:
-        from lightning.fabric.utilities.throughput import get_available_flops
-
-        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
-        value = get_available_flops(device, dtype)
-        return float(value) if value else None
-    except Exception:
-        return None

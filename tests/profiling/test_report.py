@@ -13,7 +13,7 @@ from lightning_optkit.profiling.deep import summarise_window, user_frame
 from lightning_optkit.profiling.html import svg_chart, to_html
 from lightning_optkit.profiling.measurements import Measurements, RankSummary
 from lightning_optkit.profiling.phases import CATEGORIES
-from lightning_optkit.profiling.render import console_text, print_console, to_json, to_markdown
+from lightning_optkit.profiling.render import console_text, print_console, to_json, to_markdown, write_report
 from lightning_optkit.profiling.report import build_report, pack_rank, packed_size, unpack_rank
 from lightning_optkit.profiling.rules import diagnose
 
@@ -130,6 +130,17 @@ def test_atomic_write_and_writable_check(tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert files.check_writable(str(blocker / "below")) is not None
+
+
+def test_report_files_in_the_formats_asked(tmp_path) -> None:
+    report = _report()
+    paths = write_report(report, str(tmp_path), "run", ["md", "json"])
+    assert paths == [str(tmp_path / "run.md"), str(tmp_path / "run.json")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.md"]
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads(to_json(report))
+    assert (tmp_path / "run.md").read_text() == to_markdown(report)
+    write_report(report, str(tmp_path), "run", ["html"])
+    assert (tmp_path / "run.html").read_text() == to_html(report)
 
 
 def test_directory_nobody_can_create_is_reported(tmp_path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.profiler_zoo import DDP_SCENARIOS, EXPECTED, SCENARIOS
 
-ZOO = Path(__file__).resolve().parents[1] / "helpers" / "profiler_zoo.py"
+ZOO = Path(__file__).resolve().parents[2] / "helpers" / "profiler_zoo.py"
 TIMEOUT = 240
 
 

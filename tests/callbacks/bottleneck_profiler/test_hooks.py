@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections import Counter
 from typing import Any
 
@@ -11,7 +14,7 @@ import torch
 from lightning.pytorch.profilers import SimpleProfiler
 
 from lightning_optkit import BottleneckProfiler
-from lightning_optkit.callbacks._empty_hooks import restore_hooks, shadow_empty_hooks
+from lightning_optkit.callbacks.bottleneck_profiler._hooks import EMPTY_HOOKS, HookShadows, quiet_actions
 from tests.helpers.models import TinyModel, make_trainer
 
 
@@ -122,11 +125,43 @@ def test_hooks_set_on_the_instance_are_left_alone() -> None:
         return None
 
     model.on_before_backward = mine  # type: ignore[method-assign]
-    shadowed = shadow_empty_hooks(trainer, model)
+    shadows = HookShadows()
+    shadows.shadow(trainer, model)
     assert model.on_before_backward is mine and model.on_after_backward is None
-    assert (model, "on_after_backward") in shadowed
-    restore_hooks(shadowed)
-    assert model.on_before_backward is mine and "on_after_backward" not in vars(model) and not shadowed
+    assert (model, "on_after_backward") in shadows.shadowed
+    shadows.restore()
+    assert model.on_before_backward is mine and "on_after_backward" not in vars(model) and not shadows.shadowed
+
+
+def _body(base: type, hook: str) -> list[str]:
+    source = textwrap.dedent(inspect.getsource(getattr(base, hook)))
+    return [type(node).__name__ for node in ast.parse(source).body[0].body]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("hook", sorted(EMPTY_HOOKS))
+def test_the_listed_hooks_are_empty_in_lightning(hook: str) -> None:
+    kind = EMPTY_HOOKS[hook]
+    body = _body(pl.LightningModule, hook)
+    if kind == "passes_batch":
+        assert body[-1] == "Return"  # hands the batch back: quiet, never shadowed
+        return
+    assert set(body) <= {"Expr", "Pass"}, body  # a docstring, at most a ``pass``
+    if kind in ("train_batch", "val_batch"):  # shadowed on the callbacks too
+        assert set(_body(pl.Callback, hook)) <= {"Expr", "Pass"}
+
+
+def test_quiet_actions_are_the_hooks_nobody_overrode() -> None:
+    model = _Hooked()
+    name = type(model).__name__
+    quiet = quiet_actions(make_trainer(), model)
+    assert f"[LightningModule]{name}.on_before_backward" in quiet
+    assert f"[LightningModule]{name}.transfer_batch_to_device" in quiet
+    assert f"[LightningModule]{name}.configure_gradient_clipping" in quiet
+    assert f"[LightningModule]{name}.on_after_backward" not in quiet  # overridden: timed by name
+    assert f"[LightningModule]{name}.training_step" not in quiet
+    assert "[Strategy]SingleDeviceStrategy.on_train_batch_start" in quiet
+    clipping = quiet_actions(make_trainer(gradient_clip_val=0.5), model)
+    assert f"[LightningModule]{name}.configure_gradient_clipping" not in clipping
 
 
 class _WrapsAtTrainStart(pl.Callback):

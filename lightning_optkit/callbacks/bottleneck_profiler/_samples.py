@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities.data import extract_batch_size
 
-from lightning_optkit.callbacks._bottleneck_report import batch_size_of
 from lightning_optkit.profiling.sampling import allocator_memory, process_rss_bytes
 from lightning_optkit.profiling.series import BoundedSeries
 
-__all__ = ["RunSamples"]
+__all__ = ["RunSamples", "batch_size_of"]
+
+
+def batch_size_of(batch: Any) -> int | None:
+    """Samples in ``batch``: the first dimension of its first tensor (Lightning's extractor as fallback)."""
+    first = batch
+    while isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    if isinstance(first, torch.Tensor) and first.ndim > 0:
+        return int(first.shape[0])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(extract_batch_size(batch))
+    except Exception:
+        return None
 
 
 class RunSamples:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch.profilers import PassThroughProfiler, Profiler
+from typing_extensions import override
 
 from lightning_optkit.profiling.accounting import BatchMarkContext, PhaseAccountant
 
@@ -93,6 +94,7 @@ class PhaseProfiler(Profiler):
         # ``trainer.profiler.profile(name)`` runs for every hook of every step: a dict lookup in C
         self.profile = self._contexts.__getitem__  # type: ignore[method-assign]
 
+    @override
     def start(self, action_name: str) -> None:
         self.accountant.start(action_name)
         if self._inner_uses_context:
@@ -102,6 +104,7 @@ class PhaseProfiler(Profiler):
         else:
             self.inner.start(action_name)  # type: ignore[union-attr]
 
+    @override
     def stop(self, action_name: str) -> None:
         if self._inner_uses_context:
             opened = self._open.get(action_name)
@@ -111,24 +114,31 @@ class PhaseProfiler(Profiler):
             self.inner.stop(action_name)  # type: ignore[union-attr]
         self.accountant.stop(action_name)
 
-    def profile(self, action_name: str) -> _Action:  # type: ignore[override]
+    @override
+    def profile(self, action_name: str) -> Any:
+        """The reusable context of ``action_name`` (replaced on the instance by the dict look-up itself)."""
         return self._contexts[action_name]
 
+    @override
     def summary(self) -> str:
         return self.inner.summary() if self.inner is not None else ""
 
+    @override
     def describe(self) -> None:
         if self.inner is not None:
             self.inner.describe()
 
+    @override
     def setup(self, stage: str, local_rank: int | None = None, log_dir: str | None = None) -> None:
         super().setup(stage, local_rank, log_dir)
         if self.inner is not None:
             self.inner.setup(stage, local_rank, log_dir)
 
+    @override
     def teardown(self, stage: str | None) -> None:
         if self.inner is not None:
             self.inner.teardown(stage)
 
+    @override
     def __del__(self) -> None:
         pass

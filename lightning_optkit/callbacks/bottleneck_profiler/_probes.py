@@ -1,4 +1,4 @@
-"""Occasional probes of the bottleneck profiler: a deep ``torch.profiler`` window, a FLOP count, rank gathers."""
+"""Occasional probes of the bottleneck profiler: a deep ``torch.profiler`` window and a FLOP count."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_optkit.profiling.deep import summarise_window
-from lightning_optkit.profiling.measurements import RankSummary
-from lightning_optkit.profiling.report import pack_rank, packed_size, unpack_rank
 
-__all__ = ["DeepWindow", "FlopProbe", "gather_ranks"]
+__all__ = ["DeepWindow", "FlopProbe"]
 
 
 class DeepWindow:
@@ -96,13 +94,3 @@ def _is_compiled(module: torch.nn.Module) -> bool:
         return False
     return any(isinstance(m, OptimizedModule) for m in module.modules())
 
-
-def gather_ranks(strategy: Any, own: RankSummary, timeline_points: int, names: list[str]) -> list[RankSummary]:
-    """All ranks' summaries via the strategy's ``all_gather`` of one fixed-size tensor per rank.
-
-    Every rank sends a vector of the same length, so the collective cannot wait on a shape mismatch.
-    """
-    vector = torch.tensor(pack_rank(own, timeline_points), dtype=torch.float64, device=strategy.root_device)
-    gathered = strategy.all_gather(vector)
-    rows = gathered.reshape(-1, packed_size(timeline_points)).cpu().tolist()
-    return [unpack_rank(row, names) for row in rows]

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
 from lightning_optkit import BottleneckProfiler, _trainer
 from tests.helpers.models import TinyModel, make_trainer
@@ -55,7 +56,8 @@ def test_everything_is_restored_after_fit(tmp_path) -> None:
 class _SlowAdamW(torch.optim.AdamW):
     """An optimizer whose own update is slow (the work is inside the class's ``step``)."""
 
-    def step(self, closure=None):  # type: ignore[override]
+    @override
+    def step(self, closure: Any = None) -> Any:
         loss = super().step(closure)
         _busy(0.004)
         return loss
@@ -75,7 +77,8 @@ class _SlowOptimizerModel(TinyModel):
         self.scheduler = scheduler
         self.seen: list[Any] = []
 
-    def configure_optimizers(self):  # type: ignore[override]
+    @override
+    def configure_optimizers(self) -> Any:
         optimizer = _SlowAdamW(self.parameters(), lr=1e-2)
         if not self.scheduler:
             return optimizer
@@ -204,7 +207,7 @@ def test_deep_window_counts_host_syncs_on_cpu(tmp_path) -> None:
     window = profiler.report["deep_window"]
     assert window["steps"] == 3
     assert window["sync_calls_per_step"] >= 1
-    assert any("test_bottleneck_profiler.py" in site["where"] for site in window["sync_sites"]), window
+    assert any("test_callback.py" in site["where"] for site in window["sync_sites"]), window
     assert window["top_operators"]
     assert window["trace"] == "bottlenecks-trace.json"
     assert (tmp_path / "bottlenecks-trace.json").exists()
@@ -264,20 +267,20 @@ def test_unwritable_directory_fails_at_setup(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"sample_every_n_steps": 0}, "sample_every_n_steps=0 must be a positive integer"),
+        ({"sample_every_n_steps": 0}, r"sample_every_n_steps=0 is not allowed: expected an integer >= 1"),
         ({"sample_every_n_steps": -5}, "sample_every_n_steps=-5"),
         ({"sync_every_n_steps": 0}, "sync_every_n_steps=0"),
         ({"timeline_points": 0}, "timeline_points=0"),
-        ({"warmup_steps": -1}, r"warmup_steps=-1 must be an integer >= 0"),
+        ({"warmup_steps": -1}, r"warmup_steps=-1 is not allowed: expected an integer >= 0"),
         ({"deep_window_steps": -2}, "deep_window_steps=-2"),
         ({"deep_window_start": -1}, "deep_window_start=-1"),
-        ({"formats": ["json", "pdf"]}, r"unknown format\(s\) \['pdf'\]; choose from \['json', 'md', 'html'\]"),
-        ({"formats": []}, "formats=\\[\\] must be a non-empty list"),
-        ({"filename": "a/b"}, "filename='a/b' must be a plain file name"),
-        ({"trace_max_mb": 0}, "trace_max_mb=0 must be > 0"),
-        ({"device_timing": "gpu"}, "device_timing='gpu' must be one of 'auto', 'events', 'host', 'off'"),
-        ({"skip_empty_hooks": "yes"}, "skip_empty_hooks='yes' must be True, False or 'auto'"),
-        ({"skip_empty_hooks": 1}, "skip_empty_hooks=1 must be True, False or 'auto'"),
+        ({"formats": ["json", "pdf"]}, r"formats\[1\]='pdf' is not one of 'json', 'md', 'html'"),
+        ({"formats": []}, r"formats=\[\] is not allowed: expected a non-empty list"),
+        ({"filename": "a/b"}, "filename='a/b' is not allowed: expected a plain file name"),
+        ({"trace_max_mb": 0}, r"trace_max_mb=0 is not allowed: expected a finite number in \(0.0, inf\)"),
+        ({"device_timing": "gpu"}, "device_timing='gpu' is not one of 'auto', 'events', 'host', 'off'"),
+        ({"skip_empty_hooks": "yes"}, "skip_empty_hooks='yes' is not allowed: expected True, False or 'auto'"),
+        ({"skip_empty_hooks": 1}, "skip_empty_hooks=1 is not allowed: expected True, False or 'auto'"),
     ],
 )
 def test_bad_input(kwargs: dict[str, Any], match: str) -> None:
@@ -305,6 +308,7 @@ def test_device_time_on_cpu_and_quiet_hooks(tmp_path) -> None:
 
 
 def test_cuda_path_with_mocked_device(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_optkit.callbacks.bottleneck_profiler._report import peak_flops
     from lightning_optkit.profiling import sampling
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -313,7 +317,7 @@ def test_cuda_path_with_mocked_device(tmp_path, monkeypatch: pytest.MonkeyPatch)
                         lambda device=None: type("P", (), {"name": "NVIDIA A100", "total_memory": 40 * 2**30})())
     info = sampling.device_info(torch.device("cuda", 0), "32-true", None)
     assert info.type == "cuda" and info.capability == (8, 0) and info.total_memory == 40 * 2**30
-    assert sampling.peak_flops(torch.device("cpu"), "32-true") is None
+    assert peak_flops(torch.device("cpu"), "32-true") is None
 
 
 def test_logging_stays_timed_when_another_callback_swaps_log(tmp_path) -> None:
@@ -377,7 +381,8 @@ def test_event_timer_path_with_fake_cuda_events(tmp_path, monkeypatch: pytest.Mo
 
 def test_failure_before_the_first_step_still_reports(tmp_path) -> None:
     class NoOptimizer(TinyModel):
-        def configure_optimizers(self):  # type: ignore[override]
+        @override
+        def configure_optimizers(self) -> Any:
             raise RuntimeError("no optimizer today")
 
     profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False)
@@ -393,11 +398,15 @@ def test_per_batch_hooks_run_only_on_batches_with_work(tmp_path) -> None:
     calls: list[tuple[str, int]] = []
 
     class Counting(BottleneckProfiler):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # type: ignore[override]
+        @override
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                                 batch_idx: int) -> None:
             calls.append(("start", batch_idx))
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[override]
+        @override
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
             calls.append(("end", batch_idx))
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 

@@ -13,7 +13,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 
 from lightning_optkit import BottleneckProfiler
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "examples", "configs", "profiler_*.yaml")))
 
 

@@ -21,21 +21,23 @@ from lightning.pytorch.callbacks.checkpoint import Checkpoint
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
-from lightning_optkit import _trainer
-from lightning_optkit.callbacks._bottleneck_report import assemble_report, quiet_actions, share_metrics, write_files
-from lightning_optkit.callbacks._empty_hooks import restore_hooks, shadow_empty_hooks
-from lightning_optkit.callbacks._phase_profiler import PhaseProfiler
-from lightning_optkit.callbacks._run_samples import RunSamples
-from lightning_optkit.callbacks._timed_calls import install_timed_log, time_optimizers, untime_optimizers
-from lightning_optkit.callbacks._profiler_probes import DeepWindow, FlopProbe, gather_ranks
-from lightning_optkit import _files as files
+from lightning_optkit import _files, _trainer
+from lightning_optkit.callbacks.bottleneck_profiler._hooks import HookShadows, quiet_actions
+from lightning_optkit.callbacks.bottleneck_profiler._phase_profiler import PhaseProfiler
+from lightning_optkit.callbacks.bottleneck_profiler._probes import DeepWindow, FlopProbe
+from lightning_optkit.callbacks.bottleneck_profiler._report import assemble_report
+from lightning_optkit.callbacks.bottleneck_profiler._samples import RunSamples
+from lightning_optkit.callbacks.bottleneck_profiler._timed_calls import TimedLog, TimedOptimizers
 from lightning_optkit.profiling import render
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import rank_summary
 from lightning_optkit.profiling.options import check_options
 from lightning_optkit.profiling.phases import ActionClassifier
+from lightning_optkit.profiling.report import pack_rank, unpack_rank
 from lightning_optkit.profiling.sampling import compiled_graphs, dynamo_counters
+from lightning_optkit.profiling.summaries import share_metrics
 from lightning_optkit.profiling.timers import make_timer
 
 __all__ = ["BottleneckProfiler"]
@@ -122,11 +124,12 @@ class BottleneckProfiler(Callback):
             setattr(self, hook, None)
 
     # ------------------------------------------------------------------ set-up / tear-down
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         self._resolved_dir = self.dirpath or trainer.log_dir or trainer.default_root_dir
-        problem = files.check_writable(self._resolved_dir)
+        problem = _files.check_writable(self._resolved_dir)
         if problem is not None:
             raise MisconfigurationException(
                 f"BottleneckProfiler(dirpath={self._resolved_dir!r}) is not writable ({problem}); pass a "
@@ -156,26 +159,20 @@ class BottleneckProfiler(Callback):
         self._next_check = 1
         self._ranks: list[Any] = []
         self._timer: Any = None
-        self._optimizers: list[tuple[Any, Any]] = []
-        self._optimizer_ids: tuple[int, ...] = ()
-        self._shadowed: list[tuple[Any, str]] = []
+        self._optimizers = TimedOptimizers(self.accountant)
+        self._shadows = HookShadows()
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
         self._inner = trainer.profiler
         if isinstance(self._inner, PhaseProfiler):  # a second fit on the same trainer
             self._inner = self._inner.inner
         trainer.profiler = PhaseProfiler(self.accountant, self._inner)
-        self._module = pl_module
-        self._timed_log: Any = None
-        self._install_log(pl_module)
+        self._log = TimedLog(self.accountant)
+        self._log.install(pl_module)
         gc.callbacks.append(self.accountant.gc_event)
         self._active = True
 
-    def _install_log(self, module: pl.LightningModule) -> None:
-        """Time ``module.log`` (its cost hides inside ``training_step`` otherwise)."""
-        if module.__dict__.get("log") is not self._timed_log or self._timed_log is None:
-            self._timed_log = install_timed_log(module, self.accountant)
-
+    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore(trainer)
 
@@ -185,16 +182,14 @@ class BottleneckProfiler(Callback):
         self._active = False
         if isinstance(trainer.profiler, PhaseProfiler):
             trainer.profiler = self._inner
-        if self._module.__dict__.get("log") is self._timed_log:
-            self._module.__dict__.pop("log", None)
+        self._log.remove()
         if self.accountant.gc_event in gc.callbacks:
             gc.callbacks.remove(self.accountant.gc_event)
         self._window.close(None)
         if self._flops is not None:
             self._flops.close()
-        untime_optimizers(self._optimizers)
-        self._optimizers, self._optimizer_ids = [], ()
-        restore_hooks(self._shadowed)
+        self._optimizers.undo()
+        self._shadows.restore()
         self.__dict__.pop("on_train_batch_start", None)
         self.__dict__.pop("on_train_batch_end", None)
         self._end_hook_off = False
@@ -203,13 +198,6 @@ class BottleneckProfiler(Callback):
         if self.skip_empty_hooks == "auto":
             return self._inner is None or isinstance(self._inner, PassThroughProfiler)  # no profiler of the user's
         return bool(self.skip_empty_hooks)
-
-    def _time_optimizers(self, trainer: pl.Trainer) -> None:
-        optimizers = trainer.optimizers
-        ids = tuple(map(id, optimizers))
-        if ids != self._optimizer_ids:  # first call, or an optimizer replaced mid-run
-            self._optimizer_ids = ids
-            time_optimizers(optimizers, self.accountant, self._optimizers)
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -256,6 +244,7 @@ class BottleneckProfiler(Callback):
         if counters is not None and counters["stats"] is not self.accountant.graph_stats:  # new, or reset
             self.accountant.watch_graphs(counters["stats"])
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active:
             return
@@ -268,7 +257,7 @@ class BottleneckProfiler(Callback):
         if self._world > 1:
             self._every = math.gcd(self.sample_every_n_steps, self.sync_every_n_steps)
         self._timer = self.accountant.device_timer = make_timer(device.type, self.device_timing)
-        self._time_optimizers(trainer)
+        self._optimizers.watch(trainer.optimizers)
         total = trainer.estimated_stepping_batches * max(trainer.accumulate_grad_batches, 1)
         if self.deep_window_steps and total != float("inf") and self.deep_window_start + self.deep_window_steps > total:
             rank_zero_warn(
@@ -278,14 +267,15 @@ class BottleneckProfiler(Callback):
             )
         self._sample(trainer, batch=None, index=0)
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if not self._active:
             return
         index = self._ended()
         if index == 0:
-            self._install_log(pl_module)  # another callback may have swapped ``log`` at train start
+            self._log.install(pl_module)  # another callback may have swapped ``log`` at train start
             if self._skips_hooks():  # after every callback's train start, which may wrap hooks
-                self._shadowed = shadow_empty_hooks(trainer, pl_module, exclude=self)
+                self._shadows.shadow(trainer, pl_module, exclude=self)
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
@@ -295,6 +285,7 @@ class BottleneckProfiler(Callback):
             # from the next step on, only a search can make a step other than ordinary: read it in C
             self.accountant.step_kind = functools.partial(getattr, self._notes, "phase")
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if not self._active:
@@ -321,6 +312,7 @@ class BottleneckProfiler(Callback):
             self.on_train_batch_end = None  # type: ignore[assignment]
             self.accountant.notify_in = self._next_check - index - 1
 
+    @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._saves += 1
 
@@ -328,7 +320,7 @@ class BottleneckProfiler(Callback):
         if self._timer is not None:
             self._timer.poll()
         self._watch_graphs()
-        self._time_optimizers(trainer)
+        self._optimizers.watch(trainer.optimizers)
         self._samples.take(index, batch)
         if self.log_shares and trainer.loggers and self.accountant.steps:
             metrics = share_metrics(self.accountant.category_seconds())
@@ -336,10 +328,13 @@ class BottleneckProfiler(Callback):
                 logger.log_metrics(metrics, step=trainer.global_step)
 
     def _gather(self, trainer: pl.Trainer) -> None:
+        """Every rank's summary, packed into vectors of one length (no rank waits on a shape)."""
         own = rank_summary(self.accountant, trainer.global_rank, self._samples.peak)
-        self._ranks = gather_ranks(trainer.strategy, own, self.timeline_points, self.accountant.phases)
+        rows = _trainer.gather_rows(trainer.strategy, pack_rank(own, self.timeline_points))
+        self._ranks = [unpack_rank(row, self.accountant.phases) for row in rows]
 
     # ------------------------------------------------------------------ the report
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active:
             return
@@ -350,6 +345,7 @@ class BottleneckProfiler(Callback):
             self._gather(trainer)
         self._finalise(trainer, "finished")
 
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not self._active:
             return
@@ -367,7 +363,7 @@ class BottleneckProfiler(Callback):
             timer=self._timer, recompiled_graphs=compiled_graphs() - self._graphs_start,
         )
         if trainer.is_global_zero:
-            write_files(self.report, self._resolved_dir, self.filename, self.formats)
+            render.write_report(self.report, self._resolved_dir, self.filename, self.formats)
             if self.console:
                 render.print_console(self.report)
 
@@ -379,6 +375,7 @@ class BottleneckProfiler(Callback):
     def _trace_path(self) -> str:
         return os.path.join(self._resolved_dir, f"{self.filename}-trace.json")
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {}
 
