@@ -332,17 +332,22 @@ class WarmupDecay(Callback):
 
     def _refresh(self, trainer: pl.Trainer) -> None:
         """Pick up optimizers replaced after fit start and param groups added during training."""
+        replaced = False
         for k, driven in enumerate(self._driven):
             current = trainer.optimizers[driven.index] if driven.index < len(trainer.optimizers) else None
             if current is not None and current is not driven.optimizer:
                 if driven.hook is not None:
                     driven.hook.remove()
                 self._driven[k] = driven = self._drive(trainer, driven.index, current)
+                replaced = True
             groups = driven.optimizer.param_groups
             if len(groups) > len(driven.base_lrs):
                 step = self._step_of(trainer, driven)
                 for j in range(len(driven.base_lrs), len(groups)):
                     self._add_group(driven, j, groups[j], [], [], start=step)
+        if replaced:  # the recorded schedule names the peaks of the optimizer that now trains
+            record_decision(trainer, "schedule", {"groups": schedule_rows(self._driven),
+                                                  "count": self.count})
 
     def _step_of(self, trainer: pl.Trainer, driven: _Driven) -> int:
         first = driven.optimizer.param_groups[0]
