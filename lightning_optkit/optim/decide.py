@@ -18,6 +18,7 @@ from lightning_optkit.optim.settings import OptimizerSettings
 
 __all__ = [
     "MIN_RUNG",
+    "SAFETY_NET_STEPS",
     "Plan",
     "make_plan",
     "plan_candidates",
@@ -27,7 +28,9 @@ __all__ = [
 ]
 
 MIN_RUNG = 8  # fewest steps per candidate at a rung that a comparison can rest on
-RACE_PARAM_LIMIT = 50_000_000  # above this, "auto" does not race (a weight copy per candidate)
+RACE_PARAM_LIMIT = 50_000_000  # without a memory reading, "auto" does not race above this
+SAFETY_NET_STEPS = 2 * MIN_RUNG  # the most steps the safety net's runner-up may spend
+_BYTES_PER_PARAM = 4 * 3  # fp32 weights + two optimizer state tensors, per candidate copy
 
 
 @dataclass
@@ -59,14 +62,24 @@ def make_plan(
     run: RunProfile,
     settings: OptimizerSettings | None = None,
     automatic_optimization: bool = True,
+    free_memory: int | None = None,
 ) -> Plan:
     """Rank the candidates, size the budget, choose between rules and race, plan the LR test.
+
+    In ``"auto"`` mode a learning-rate free first choice of the rules (Prodigy) trains without a
+    search; any other first choice races the candidates when the budget affords it and otherwise
+    gets a safety net: a race of the first choice against the runner-up on the same batches
+    (at most :data:`SAFETY_NET_STEPS` steps each) that replaces a first choice which does not
+    learn, its steps counted as overhead.
 
     Args:
         model: The model profile.
         run: The run profile.
         settings: The user's settings (default: all automatic).
         automatic_optimization: Whether Lightning steps the optimizer (a race needs it).
+        free_memory: Free bytes on the training device, or ``None`` if unknown: ``"auto"`` races
+            when a copy of the weights and optimizer state per candidate fits in half of it (else
+            up to :data:`RACE_PARAM_LIMIT` parameters).
 
     Raises:
         ValueError: If the model has no trainable parameters, no named optimizer is installed,
@@ -88,12 +101,24 @@ def make_plan(
             raise ValueError("mode='race' needs automatic optimization; this module sets "
                              "automatic_optimization=False: use mode='rules'")
         mode = "rules"
-    mode, why = resolve_mode(mode, run.horizon, budget, len(cands), model.num_params)
+    first, net = cands[0], False
+    if mode == "auto" and settings.candidates is None and _lr_free(first):
+        mode, why = "rules", (f"the rules' first choice {first.optimizer} is learning-rate free: "
+                              "no search needed")
+    else:
+        mode, why = resolve_mode(mode, run.horizon, budget, len(cands), model.num_params,
+                                 free_memory)
+        if mode == "rules" and settings.mode == "auto" and len(cands) >= 2 and \
+                automatic_optimization and why.startswith("horizon") and \
+                (run.horizon is None or run.horizon >= 8 * SAFETY_NET_STEPS):
+            cands, budget, mode, net = cands[:2], SAFETY_NET_STEPS, "race", True
+            why = (f"safety net: {first.label} checked against {cands[1].label} on the same "
+                   f"batches (at most {SAFETY_NET_STEPS} steps each); a first choice that does "
+                   "not learn is replaced")
     choice = rules_choice(family, cands, reasons + [why], model, run, mode=mode)
-    first = cands[0]
     lr_test = settings.lr_test == "always" or (
         settings.lr_test == "auto" and mode == "race" and first.lr_confidence == "weak"
-        and settings.lr is None and not _lr_free(first))
+        and settings.lr is None and not _lr_free(first) and not net)
     return Plan(choice, cands, budget, lr_test)
 
 
@@ -164,9 +189,13 @@ def budget_steps(budget: float, horizon: int | None) -> int | None:
 
 def resolve_mode(
     mode: str, horizon: int | None, budget: int | None, num_candidates: int,
-    num_params: int = 0,
+    num_params: int = 0, free_memory: int | None = None,
 ) -> tuple[str, str]:
     """Decide between ``"rules"`` and ``"race"``; returns ``(mode, reason)``.
+
+    ``"auto"`` does not race a model whose weight and optimizer-state copies (one per candidate
+    and the original) would take more than half of ``free_memory`` bytes, or, when the free
+    memory is unknown, a model above :data:`RACE_PARAM_LIMIT` parameters.
 
     Raises:
         ValueError: If ``mode="race"`` is asked for where the horizon is unknown or the budget
@@ -190,9 +219,15 @@ def resolve_mode(
                 "or use mode='rules'"
             )
         return "rules", "horizon unknown: rules only"
-    if mode == "auto" and num_params > RACE_PARAM_LIMIT:
+    copies = num_params * _BYTES_PER_PARAM * (num_candidates + 1)
+    if mode == "auto" and free_memory is not None and copies > free_memory // 2:
+        return "rules", (f"{num_params:,} parameters: a weight and state copy per candidate "
+                         f"({copies / 2**30:.1f} GiB) does not fit in half the free memory "
+                         f"({free_memory / 2**30:.1f} GiB); rules only (mode='race' forces it)")
+    if mode == "auto" and free_memory is None and num_params > RACE_PARAM_LIMIT:
         return "rules", (f"{num_params:,} parameters: racing would keep a weight copy per "
-                         "candidate; rules only (mode='race' forces it)")
+                         "candidate and the free memory is unknown; rules only (mode='race' "
+                         "forces it)")
     if budget < need:
         if mode == "race":
             raise ValueError(

@@ -178,17 +178,20 @@ def choose_kernels(
     params: list[torch.Tensor],
     names: list[str],
     limit: int = MEASURE_LIMIT,
+    timed: bool = True,
 ) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
     """The fastest kernel of each optimizer in ``names`` for these parameters.
 
-    Up to ``limit`` elements the kernels are timed (:func:`measure_kernels`); above it each
-    optimizer gets the fastest kernel it offers (fused, then foreach, then the for-loop).
+    Up to ``limit`` elements the kernels are timed (:func:`measure_kernels`); above it, or when
+    ``timed`` is false (a deterministic run: a timing must not decide how two identical runs
+    train), each optimizer gets the kernel the rule names: fused, then foreach, then the
+    for-loop, the first it offers.
 
     Returns:
         ``(kernels, times)``: optimizer name -> kernel, and optimizer name -> seconds per step of
         each timed kernel (empty when nothing was timed).
     """
-    large = sum(p.numel() for p in params) > limit
+    large = not timed or sum(p.numel() for p in params) > limit
     kernels: dict[str, str] = {}
     times: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(names):

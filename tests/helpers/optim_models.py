@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+# the rules' first choice for dense, attention and plain CNN models: Prodigy where installed
+DENSE_FIRST = "prodigy" if importlib.util.find_spec("prodigyopt") is not None else "adamw"
 
 __all__ = [
     "mlp", "cnn_bn", "TinyTransformer", "TinyLSTM", "EmbeddingModel", "Factorization", "AllNorms",

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from lightning_optkit.optim import ModelProfile, OptimizerSettings, RunProfile, inspect_model, make_plan
-from tests.helpers.optim_models import cnn_bn, mlp
+from lightning_optkit.optim.decide import SAFETY_NET_STEPS, resolve_mode
+from tests.helpers.optim_models import DENSE_FIRST, TinyLSTM, cnn_bn, mlp
 
 
 def test_rules_plan_needs_no_search() -> None:
     plan = make_plan(inspect_model(mlp()), RunProfile(horizon=1000),
                      OptimizerSettings(mode="rules"))
     assert plan.choice.mode == "rules" and not plan.searches and not plan.lr_test
-    assert plan.choice.optimizer == plan.candidates[0].optimizer == "adamw"
+    assert plan.choice.optimizer == plan.candidates[0].optimizer == DENSE_FIRST
     assert plan.budget == 50 and len(plan.candidates) <= 3
 
 
@@ -56,3 +57,38 @@ def test_plans_that_cannot_work_fail_before_training() -> None:
         make_plan(inspect_model(mlp()), RunProfile(horizon=100), OptimizerSettings(budget=500))
     with pytest.raises(ValueError, match="mode='race' needs a known horizon"):
         make_plan(inspect_model(mlp()), RunProfile(), OptimizerSettings(mode="race"))
+
+
+@pytest.mark.skipif(DENSE_FIRST != "prodigy", reason="prodigyopt missing")
+def test_auto_trains_a_learning_rate_free_first_choice_without_a_search() -> None:
+    plan = make_plan(inspect_model(mlp()), RunProfile(horizon=5000, batch_size=64))
+    assert plan.choice.optimizer == "prodigy" and plan.choice.mode == "rules"
+    assert not plan.searches and plan.choice.hparams == {"safeguard_warmup": True}
+    assert any("learning-rate free: no search needed" in r for r in plan.choice.reasons)
+    named = make_plan(inspect_model(mlp()), RunProfile(horizon=5000, batch_size=64),
+                      OptimizerSettings(candidates=["prodigy", "adamw"]))
+    assert named.choice.mode == "race"  # the user named the candidates: they are raced
+
+
+def test_auto_checks_a_fixed_lr_choice_against_the_runner_up_when_a_race_is_too_dear() -> None:
+    profile = inspect_model(cnn_bn())  # SGD-Nesterov 0.1 first: a fixed lr that may not learn
+    plan = make_plan(profile, RunProfile(horizon=200, batch_size=64))  # 5% = 10 steps < 16
+    assert plan.choice.mode == "race" and plan.budget == SAFETY_NET_STEPS
+    assert [c.optimizer for c in plan.candidates] == ["sgd", "adamw"] and not plan.lr_test
+    assert any(r.startswith("safety net: sgd@1e-01 checked against adamw") for r in
+               plan.choice.reasons)
+    tiny = make_plan(profile, RunProfile(horizon=100, batch_size=64))  # too short even for that
+    assert tiny.choice.mode == "rules" and not tiny.searches
+    rules = make_plan(profile, RunProfile(horizon=200), OptimizerSettings(mode="rules"))
+    assert rules.choice.mode == "rules"
+    recurrent = make_plan(inspect_model(TinyLSTM()), RunProfile(horizon=None))
+    assert recurrent.choice.mode == "race" and recurrent.budget == SAFETY_NET_STEPS
+
+
+def test_auto_sizes_the_race_from_free_memory() -> None:
+    big = 93_000_000
+    assert resolve_mode("auto", 10_000, 500, 3, big)[0] == "rules"  # memory unknown: the limit
+    assert resolve_mode("auto", 10_000, 500, 3, big, free_memory=139 * 2**30)[0] == "race"
+    mode, why = resolve_mode("auto", 10_000, 500, 3, big, free_memory=4 * 2**30)
+    assert mode == "rules" and "does not fit in half the free memory" in why
+    assert resolve_mode("race", 10_000, 500, 3, big, free_memory=2**20)[0] == "race"

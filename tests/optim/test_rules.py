@@ -12,6 +12,7 @@ from lightning_optkit.optim.decide import budget_steps, plan_candidates, resolve
 from lightning_optkit.optim.rules import scale_lr_for_size
 from lightning_optkit.optim.settings import OptimizerSettings
 from tests.helpers.optim_models import (
+    DENSE_FIRST,
     EmbeddingModel,
     Factorization,
     TinyLSTM,
@@ -36,9 +37,9 @@ def test_inspect_counts_the_building_blocks() -> None:
 
 
 @pytest.mark.parametrize("make,family,first,lr", [
-    (mlp, "mlp", "adamw", 3e-3),
+    (mlp, "mlp", DENSE_FIRST, 1.0 if HAS_PRODIGY else 3e-3),
     (cnn_bn, "cnn_bn", "sgd", 0.1),
-    (TinyTransformer, "transformer", "adamw", 3e-3),
+    (TinyTransformer, "transformer", DENSE_FIRST, 1.0 if HAS_PRODIGY else 3e-3),
     (TinyLSTM, "recurrent", "adamw", 1e-2),
     (EmbeddingModel, "embedding", "adamw", 3e-3),
 ])
@@ -65,7 +66,7 @@ def test_fine_tuning_is_detected_and_weak() -> None:
     model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2))
     model[0].requires_grad_(False)
     fam, cands, _ = rank_candidates(inspect_model(model))
-    assert fam == "fine_tune" and cands[0].lr_confidence == "weak" and cands[0].lr < 1e-3
+    assert fam == "fine_tune" and cands[0].lr_confidence == "weak" and cands[0].lr == 1e-3
 
 
 def test_sgd_lr_scales_with_global_batch_and_adaptive_lr_with_size() -> None:
@@ -100,7 +101,8 @@ def test_allowed_restricts_and_orders_candidates() -> None:
 
 
 def test_plan_candidates_applies_user_values() -> None:
-    settings = OptimizerSettings(lr=0.5, weight_decay=0.0, max_candidates=2)
+    settings = OptimizerSettings(lr=0.5, weight_decay=0.0, max_candidates=2,
+                                 candidates=["sgd", "adamw"])
     fam, cands, reasons = plan_candidates(inspect_model(mlp()), RunProfile(), settings)
     assert len(cands) == 2 and all(c.lr == 0.5 and c.weight_decay == 0.0 for c in cands)
     assert "lr fixed by the user: 0.5" in reasons

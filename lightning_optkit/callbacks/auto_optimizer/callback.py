@@ -172,7 +172,8 @@ class AutoOptimizer(Callback):
             batch_size=getattr(trainer.train_dataloader, "batch_size", None),
             world_size=trainer.world_size, device=trainer.strategy.root_device.type,
             precision=str(trainer.precision))
-        return make_plan(profile, run, self.settings, module.automatic_optimization)
+        return make_plan(profile, run, self.settings, module.automatic_optimization,
+                         free_memory=_free_memory(trainer.strategy.root_device))
 
     def _pick_kernels(self, trainer: pl.Trainer, module: pl.LightningModule, choice: Choice,
                       names: list[str]) -> dict[str, str]:
@@ -183,13 +184,15 @@ class AutoOptimizer(Callback):
             choice.reasons.append(f"kernel fixed by the user: {fixed}")
             return {n: fixed for n in names}
         t0 = time.perf_counter()
+        deterministic = torch.are_deterministic_algorithms_enabled()  # Trainer(deterministic=True)
         kernels, all_times = choose_kernels([p for p in module.parameters() if p.requires_grad],
-                                            names)
+                                            names, timed=not deterministic)
         kernels = trainer.strategy.broadcast(kernels)
         choice.kernel = kernels[choice.optimizer]
         times = all_times.get(choice.optimizer, {})
         choice.kernel_times_us = {k: round(v * 1e6, 1) for k, v in times.items()}
         how = f"fastest of {sorted(times)} timed on the real parameters" if times else \
+            "chosen by rule, not timed: the run is deterministic" if deterministic else \
             "the fastest available for a model this large (not timed)"
         choice.reasons.append(f"kernel {choice.kernel}: {how}")
         choice.overhead_seconds = round(time.perf_counter() - t0, 3)
@@ -325,3 +328,15 @@ def _from_checkpoint(data: dict[str, Any]) -> Choice:
 @rank_zero_only
 def _rank_zero_print(text: str) -> None:
     print(text, flush=True)
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (CUDA: the driver's count; CPU: available RAM), or ``None``."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+    return None

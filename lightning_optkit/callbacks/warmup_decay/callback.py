@@ -279,14 +279,19 @@ class WarmupDecay(Callback):
 
     def _refresh(self, trainer: pl.Trainer) -> None:
         """Pick up optimizers replaced after fit start and param groups added during training."""
+        replaced = False
         for k, driven in enumerate(self._driven):
             current = trainer.optimizers[driven.index] if driven.index < len(trainer.optimizers) else None
             if current is not None and current is not driven.optimizer:
                 driven.release()
                 self._driven[k] = driven = self._drive(driven.index, current)
+                replaced = True
             if len(driven.optimizer.param_groups) > len(driven.groups):
                 driven.add_groups(self.plan, steps_per_epoch=self._steps_per_epoch,
                                   start=self._step_of(trainer, driven))
+        if replaced:  # the recorded schedule names the peaks of the optimizer that now trains
+            rows = [row for d in self._driven for row in d.rows()]
+            record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
 
     def _step_of(self, trainer: pl.Trainer, driven: DrivenOptimizer) -> int:
         several = len(trainer.optimizers) > 1

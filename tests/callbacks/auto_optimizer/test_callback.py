@@ -16,11 +16,11 @@ from lightning_optkit._trainer import current_search_phase, run_notes
 from lightning_optkit.callbacks.auto_optimizer import search as search_module
 from lightning_optkit.optim import runner as runner_module
 from tests.helpers.models import TinyModel, make_trainer
-from tests.helpers.optim_models import ClassifierModel, NoOptimizerModel
+from tests.helpers.optim_models import DENSE_FIRST, ClassifierModel, NoOptimizerModel
 
 
 def test_module_without_configure_optimizers_gets_one(tmp_path, capsys) -> None:
-    cb = AutoOptimizer(mode="rules", kernel="for-loop")
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="for-loop")
     trainer = make_trainer(max_steps=4, callbacks=[cb], default_root_dir=tmp_path)
     model = NoOptimizerModel()
     trainer.fit(model)
@@ -50,7 +50,7 @@ def test_plain_optimizer_is_replaced_with_a_message(tmp_path, capsys) -> None:
 
 
 def test_choice_is_logged_as_hyperparameters(tmp_path) -> None:
-    cb = AutoOptimizer(mode="rules", kernel="fused", verbose=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="fused", verbose=False)
     logger = CSVLogger(tmp_path, name="logs")
     trainer = make_trainer(max_steps=2, callbacks=[cb], logger=logger)
     trainer.fit(NoOptimizerModel())
@@ -103,7 +103,8 @@ def test_race_ties_keep_the_first_choice() -> None:
 
 
 def test_auto_mode_falls_back_to_rules_on_short_runs() -> None:
-    cb = AutoOptimizer(kernel="for-loop", save_json=False, verbose=False)
+    cb = AutoOptimizer(candidates=["adamw", "sgd"], kernel="for-loop", save_json=False,
+                       verbose=False)
     trainer = make_trainer(max_steps=5, callbacks=[cb])
     trainer.fit(NoOptimizerModel())
     assert cb.choice.mode == "rules" and cb.choice.race is None
@@ -111,8 +112,8 @@ def test_auto_mode_falls_back_to_rules_on_short_runs() -> None:
 
 
 def test_lr_test_always_sets_the_peak_lr(tmp_path) -> None:
-    cb = AutoOptimizer(mode="rules", lr_test="always", kernel="for-loop", save_json=False,
-                       verbose=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], lr_test="always", kernel="for-loop",
+                       save_json=False, verbose=False)
     trainer = make_trainer(max_steps=3, callbacks=[cb])
     trainer.fit(NoOptimizerModel())
     test = cb.choice.lr_test
@@ -122,7 +123,7 @@ def test_lr_test_always_sets_the_peak_lr(tmp_path) -> None:
 
 
 def test_explain_only_changes_nothing(capsys) -> None:
-    cb = AutoOptimizer(mode="rules", explain_only=True, save_json=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], explain_only=True, save_json=False)
     trainer = make_trainer(max_steps=3, callbacks=[cb])
     model = TinyModel()
     trainer.fit(model)
@@ -231,7 +232,7 @@ def test_optimizer_and_scheduler_output_is_replaced(capsys) -> None:
             opt = torch.optim.SGD(self.parameters(), lr=0.1)
             return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
 
-    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="for-loop", save_json=False)
     trainer = make_trainer(max_steps=2, callbacks=[cb])
     trainer.fit(WithScheduler())
     assert isinstance(trainer.optimizers[0], torch.optim.AdamW)
@@ -268,7 +269,7 @@ class _AnyNet(NoOptimizerModel):
 
 
 @pytest.mark.parametrize("family,optimizer,emb_mult", [
-    ("mlp", "adamw", 1.0), ("cnn_bn", "sgd", 1.0), ("transformer", "adamw", 1.0),
+    ("mlp", DENSE_FIRST, 1.0), ("cnn_bn", "sgd", 1.0), ("transformer", DENSE_FIRST, 1.0),
     ("recurrent", "adamw", 1.0), ("embedding", "adamw", 10.0),
 ])
 def test_family_decisions_in_fit(family: str, optimizer: str, emb_mult: float) -> None:
@@ -313,7 +314,8 @@ def test_module_is_left_unpatched_after_validate_and_fit() -> None:
         def validation_step(self, batch, batch_idx):
             return None
 
-    cb = AutoOptimizer(mode="rules", kernel="for-loop", save_json=False, verbose=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="for-loop", save_json=False,
+                       verbose=False)
     model = WithValidation()
     trainer = make_trainer(max_steps=1, callbacks=[cb], limit_val_batches=1)
     trainer.validate(model, dataloaders=model.train_dataloader())
