@@ -1,3 +1,3 @@
-"""Lightning glue: one callback per module. Import them from ``lightning_optkit``."""
+"""Lightning glue: one public callback per subpackage (or module). Import them from ``lightning_optkit``."""
 
 __all__: list[str] = []

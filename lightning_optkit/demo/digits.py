@@ -6,7 +6,7 @@ only when the data is prepared (install the ``demo`` extra).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -165,7 +165,7 @@ class DigitsClassifier(pl.LightningModule):
         self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
-    def configure_optimizers(self):  # type: ignore[override]
+    def configure_optimizers(self) -> Any:
         name = self.hparams.optimizer
         if name == "none":
             return None

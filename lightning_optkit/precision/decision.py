@@ -53,7 +53,7 @@ MODES: tuple[str, ...] = ("auto", *PRECISIONS)
 SIGNIFICAND_BITS: dict[str, int] = {"32-true": 24, "16-mixed": 11, "bf16-mixed": 8}
 """Significand bits of the compute dtype: the number logged as ``amp/precision``."""
 _MODE_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "16-true": "16-mixed",
-                 "bf16-true": "bf16-mixed"}
+                 "bf16-true": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true", "half": "16-mixed"}
 
 
 def validate_mode(mode: str) -> str:
