@@ -98,6 +98,7 @@ class PrecisionController:
         self._collapse = None if fallback is None else CollapseDetector(fallback)
         self._restored: Decision | None = None
         self._warnings: list[str] = []
+        self._context: list[str] = []
         self._excluded: dict[str, str] = {}
 
     # ------------------------------------------------------------------ before the start
@@ -111,8 +112,14 @@ class PrecisionController:
             ValueError: The hardware cannot run the fixed mode at all.
         """
         self.facts = facts
+        self._context = []
         self._warnings = [] if self.mode == "auto" else check_fixed_mode(self.mode, facts)
         return list(self._warnings)
+
+    def add_context(self, reason: str) -> None:
+        """A line the decision will carry among its reasons (e.g. the TF32 policy), set before :meth:`start`."""
+        if reason:
+            self._context.append(reason)
 
     def exclude(self, precision: str, reason: str) -> None:
         """Never choose ``precision`` in ``"auto"`` mode (e.g. fp16 for LBFGS), saying ``reason``."""
@@ -128,13 +135,16 @@ class PrecisionController:
         return self.recorder is not None
 
     # ------------------------------------------------------------------ the start
-    def start(self, *, world_size: int = 1, fitting: bool = True, can_probe: bool = True) -> str:
+    def start(self, *, world_size: int = 1, fitting: bool = True, can_probe: bool = True,
+              deterministic: bool = False) -> str:
         """Make (or restore) the decision; start the probe when it has to measure.
 
         Args:
             world_size: Number of processes; above one, the ranks agree (during fit).
             fitting: The run trains (else: validation, test or prediction alone, no collective).
             can_probe: Training steps can be measured (automatic optimization, one optimizer).
+            deterministic: The run must be reproducible (``Trainer(deterministic=True)``): the
+                decision comes from the rules alone, never from a timing.
 
         Returns:
             The precision to run now.
@@ -146,7 +156,7 @@ class PrecisionController:
         collective = self.world_size > 1 and fitting
         rules = rule_candidates(self.facts)
         names = [c.precision for c in rules]
-        reasons = [c.reason for c in rules] + self._warnings
+        reasons = [c.reason for c in rules] + self._warnings + self._context
         restored = self._restored
         if restored is not None and restored.mode == self.mode and restored.source != "pending":
             if self._resume(restored, names, collective):
@@ -154,7 +164,9 @@ class PrecisionController:
             reasons.append(f"the checkpoint's {restored.precision} is not plausible on this hardware: "
                            "decided anew")
         if self.mode != "auto":
-            return self._settle(decide(self.facts, self.mode, world_size=self.world_size))
+            decision = decide(self.facts, self.mode, world_size=self.world_size)
+            decision.reasons.extend(self._context)
+            return self._settle(decision)
         for precision, why in self._excluded.items():
             if precision in names:
                 names.remove(precision)
@@ -163,16 +175,34 @@ class PrecisionController:
             names = self._agree(names, reasons)
         decision = decide(self.facts, "auto", candidates=names, world_size=self.world_size)
         decision.reasons = reasons
-        if len(names) > 1 and self.probe and can_probe and fitting:
+        decisive = bool(rules) and rules[0].decisive and names[:1] == [rules[0].precision]
+        if len(names) > 1 and self.probe and can_probe and fitting and not deterministic and not decisive:
             self.recorder = ProbeRecorder(self.plan, tuple(names), reject_early=self.world_size == 1)
             decision.source = "pending"
             self.decision = decision
             self.precision = self.recorder.current() or names[0]
             return self.precision
         if len(names) > 1:
-            why = "probe=False" if not self.probe else "the probe needs fit, automatic optimization, one optimizer"
-            decision.reasons.append(f"no probe ({why}): rule's preferred {names[0]}")
+            decision.reasons.append(self._unmeasured(decision, names, can_probe, fitting, deterministic, decisive))
         return self._settle(decision)
+
+    def _unmeasured(self, decision: Decision, names: list[str], can_probe: bool, fitting: bool,
+                    deterministic: bool, decisive: bool) -> str:
+        """Choose among several candidates without a probe; the reason, for the decision."""
+        if decisive:
+            return f"no probe: the hardware alone settles {names[0]} (wide margin over {', '.join(names[1:])})"
+        if not self.probe:
+            why = "probe=False"
+        elif deterministic:
+            why = "deterministic=True: the choice must not depend on a timing"
+        else:
+            why = "the probe needs fit, automatic optimization and one optimizer"
+        assert self.facts is not None
+        if self.facts.device_type == "cpu" and "32-true" in names:
+            # a CPU's half precision wins or loses by the model: unmeasured, keep the reference
+            decision.precision = "32-true"
+            return f"no probe ({why}): 32-true kept, since bf16 on a CPU can be slower and was not measured"
+        return f"no probe ({why}): rule's preferred {names[0]}"
 
     def _settle(self, decision: Decision) -> str:
         self.decision = decision
@@ -245,7 +275,10 @@ class PrecisionController:
             precision, reasons = self.precision, ["probe cut short by the end of the run"]
         else:
             precision, reasons = choose_measured(names, measured, self.plan.margin)
-            reasons = [*recorder.rejected.values(), *reasons]
+            cost = recorder.cost_seconds(precision)
+            spent = [] if cost is None else [f"probe cost: {recorder.index} steps, {cost:.2f} s more than running "
+                               f"{precision} from the start"]
+            reasons = [*recorder.rejected.values(), *spent, *reasons]
             if recorder.index < recorder.total_steps:
                 reasons.insert(0, f"probe cut short after {recorder.index} of {recorder.total_steps} steps")
         decision.precision, decision.source = precision, "probe"

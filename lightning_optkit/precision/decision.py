@@ -68,10 +68,18 @@ def uses_scaler(precision: str) -> bool:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One plausible precision and why it is plausible."""
+    """One plausible precision and why it is plausible.
+
+    Attributes:
+        precision: The precision.
+        reason: Why it is plausible on this hardware.
+        decisive: The hardware alone settles it: it is faster than every other candidate by a wide
+            margin (tensor cores against fp32), so the probe does not spend steps to confirm it.
+    """
 
     precision: str
     reason: str
+    decisive: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ def rule_candidates(facts: HardwareFacts) -> list[Candidate]:
         text = f"{cap[0]}.{cap[1]}"
         if cap >= (8, 0):
             return [Candidate("bf16-mixed", f"CUDA capability {text} >= 8.0: bf16 tensor cores, "
-                                            "no loss scaling needed"), fp32]
+                                            "no loss scaling needed", decisive=True), fp32]
         if cap >= (7, 0):
             return [Candidate("16-mixed", f"CUDA capability {text} (7.x): fp16 tensor cores with "
                                           "dynamic loss scaling; bf16 would only be emulated"), fp32]

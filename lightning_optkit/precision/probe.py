@@ -7,10 +7,14 @@ of them. The first steps after each switch are warm-up and are not timed; skippe
 timed apart and used only when a candidate has no clean timed step (they do less work).
 
 Early rejection keeps the probe cheap where half precision is hopeless (bf16 emulated on an AVX2
-CPU runs many times slower): once fp32 has a median, two consecutive steps of a candidate (not
-counting the first after a switch, which pays one-off costs) that each take more than
-``reject_factor`` times that median drop the candidate's remaining probe steps. Two, so that one
-stall of a shared machine does not reject a fast candidate.
+CPU runs many times slower): once fp32 has a median, two consecutive *timed* steps of a candidate
+(warm-up steps, which pay one-off costs, never count) that each take more than ``reject_factor``
+times that median drop the candidate's remaining probe steps. Two, so that one stall of a shared
+machine does not reject a fast candidate; the choice itself compares medians, which one slow step
+cannot move.
+
+Every step's time is kept (``spent``), so the probe's whole cost can be stated against running the
+chosen precision from the start.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class ProbeRecorder:
     finite: dict[str, bool] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     skipped_times: dict[str, list[float]] = field(default_factory=dict)
+    spent: float = 0.0
+    timed_steps: int = 0
 
     def __post_init__(self) -> None:
         self.candidates = tuple(self.candidates)
@@ -103,17 +109,21 @@ class ProbeRecorder:
         if self.index and self._schedule[self.index - 1][0] != name:
             self._visit = self._slow = 0
         self.finite[name] = self.finite.get(name, True) and bool(finite)
+        if seconds is not None and math.isfinite(seconds):
+            self.spent += float(seconds)
+            self.timed_steps += 1
         if timed and seconds is not None and math.isfinite(seconds):
             # a skipped fp16 step did no update: timed apart, used only if no clean step was timed
             (self.skipped_times if skipped else self.times).setdefault(name, []).append(float(seconds))
-        self._maybe_reject(name, seconds, skipped)
+        if timed:
+            self._maybe_reject(name, seconds, skipped)
         self._visit += 1
         self.index += 1
 
     def _maybe_reject(self, name: str, seconds: float | None, skipped: bool) -> None:
         ref = _reference(self.candidates)
         ref_times = self.times.get(ref or "", [])
-        if not self.reject_early or name == ref or not ref_times or seconds is None or skipped or self._visit == 0:
+        if not self.reject_early or name == ref or not ref_times or seconds is None or skipped:
             return
         ref_ms = statistics.median(ref_times) * 1000.0
         self._slow = self._slow + 1 if seconds * 1000.0 > self.plan.reject_factor * ref_ms else 0
@@ -135,6 +145,13 @@ class ProbeRecorder:
                 median = max(median, float(self.plan.reject_factor) * self._ref_ms()) if times else math.inf
             out[name] = Measurement(name, median, len(times), self.finite[name])
         return out
+
+    def cost_seconds(self, chosen: str) -> float | None:
+        """Seconds the probe's steps took beyond running ``chosen`` at its median throughout."""
+        times = self.times.get(chosen, [])
+        if not times or not self.timed_steps:
+            return None
+        return max(0.0, self.spent - self.timed_steps * statistics.median(times))
 
     def _ref_ms(self) -> float:
         ref_times = self.times.get(_reference(self.candidates) or "", [])

@@ -100,14 +100,37 @@ def test_rules_only_decisions_say_why_there_was_no_probe():
     controller, published = _controller(facts=CPU_AVX2)
     assert controller.start() == "32-true" and controller.decision.source == "rule"
     assert len(published) == 1
+    # on a CPU, bf16 can lose to fp32 depending on the model: unmeasured, the reference is kept
     controller, _ = _controller(probe=False)
-    assert controller.start() == "bf16-mixed"
-    assert controller.decision.reasons[-1] == "no probe (probe=False): rule's preferred bf16-mixed"
+    assert controller.start() == "32-true"
+    assert controller.decision.reasons[-1] == ("no probe (probe=False): 32-true kept, since bf16 on a CPU can be "
+                                               "slower and was not measured")
     controller, _ = _controller()
+    assert controller.start(can_probe=False) == "32-true"
+    assert "the probe needs fit, automatic optimization and one optimizer" in controller.decision.reasons[-1]
+    controller, _ = _controller()
+    assert controller.start(fitting=False) == "32-true" and not controller.probing
+    # on a GPU the rule is decisive (tensor cores): no probe, bf16
+    controller, _ = _controller(facts=cuda_facts(9, 0))
     assert controller.start(can_probe=False) == "bf16-mixed"
-    assert "the probe needs fit, automatic optimization, one optimizer" in controller.decision.reasons[-1]
-    controller, _ = _controller()
-    assert controller.start(fitting=False) == "bf16-mixed" and not controller.probing
+
+
+def test_deterministic_runs_decide_by_rule_alone():
+    for _ in range(2):
+        controller, published = _controller()
+        assert controller.start(deterministic=True) == "32-true" and not controller.probing
+        assert controller.decision.source == "rule" and len(published) == 1
+        assert "deterministic=True" in controller.decision.reasons[-1]
+
+
+def test_a_decisive_rule_skips_the_probe_on_tensor_core_gpus():
+    for capability in ((8, 0), (9, 0), (10, 0)):
+        controller, published = _controller(facts=cuda_facts(*capability))
+        assert controller.start() == "bf16-mixed" and not controller.probing and len(published) == 1
+        assert controller.decision.reasons[-1] == "no probe: the hardware alone settles bf16-mixed (wide margin over 32-true)"
+    # fp16 on 7.x still measures: its loss may overflow, which only a probe sees
+    controller, _ = _controller(facts=cuda_facts(7, 5))
+    assert controller.start() == "32-true" and controller.probing
 
 
 def test_an_excluded_precision_is_never_a_candidate():
@@ -171,7 +194,7 @@ def test_two_ranks_that_disagree_keep_the_common_candidates():
 def test_no_collective_outside_fit():
     ranks = Ranks(lambda row: pytest.fail("no collective when only validating"))
     controller, _ = _controller(gather=ranks)
-    assert controller.start(world_size=2, fitting=False) == "bf16-mixed"
+    assert controller.start(world_size=2, fitting=False) == "32-true"
 
 
 def test_ranks_merge_their_probe_measurements():

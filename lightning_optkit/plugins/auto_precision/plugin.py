@@ -35,6 +35,7 @@ from lightning_optkit.precision.loss_scaling import LossScaling
 from lightning_optkit.precision.options import FallbackPolicy, ProbePlan, ScalerConfig, as_group
 from lightning_optkit.precision.probe import StepClock
 from lightning_optkit.precision.scaler import DynamicGradScaler
+from lightning_optkit.precision.tf32 import Float32Policy
 
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
@@ -67,6 +68,10 @@ class AutoPrecision(Precision):
             output or gradient became non-finite (no hooks while steps are clean).
         keep_fp32: Modules run outside autocast in fp32: names, type names (``"LayerNorm"``,
             ``"torch.nn.LayerNorm"``) or regular expressions over module names.
+        strict_fp32: Keep fp32 matrix products and convolutions IEEE fp32 on GPUs with TF32
+            (capability >= 8.0). By default the run's fp32 work (the probe's reference, a
+            ``32-true`` choice, ``keep_fp32`` modules) uses TF32 matrix products there, unless
+            ``torch.set_float32_matmul_precision`` was already set.
         verbose: Print the decision at fit start (rank zero).
     """
 
@@ -81,6 +86,7 @@ class AutoPrecision(Precision):
         fallback_policy: FallbackPolicy | None = None,
         forensics: bool = False,
         keep_fp32: Sequence[str | type[nn.Module]] | None = None,
+        strict_fp32: bool = False,
         verbose: bool = True,
     ) -> None:
         self.mode = validate_mode(mode)
@@ -93,6 +99,7 @@ class AutoPrecision(Precision):
         self.forensics = bool(forensics)
         self.keep_fp32 = validate_keep_fp32(keep_fp32)
         self.verbose = bool(verbose)
+        self.float32 = Float32Policy(strict_fp32=bool(strict_fp32))
         self.link = TrainerLink(verbose=self.verbose)
         self.controller = PrecisionController(
             mode, probe=self.probe, plan=self.probe_plan, fallback=self.fallback_policy if self.fallback else None,
@@ -150,8 +157,10 @@ class AutoPrecision(Precision):
         self.device_type = device.type
         if self.loss_scaling.drop_unused(self.device_type):  # built for a guessed device before setup
             self._activate(self.precision)
-        for message in self.controller.set_hardware(probe_hardware(device)):
+        facts = probe_hardware(device)
+        for message in self.controller.set_hardware(facts):
             rank_zero_warn(f"AutoPrecision: {message}")
+        self.controller.add_context(self.float32.apply(facts))
         if self.keep_fp32:
             matches = match_keep_fp32(module, self.keep_fp32)
             apply_keep_fp32(module, sorted({n for names in matches.values() for n in names}), self.device_type)
@@ -185,7 +194,8 @@ class AutoPrecision(Precision):
             self.convert_module(trainer.lightning_module)
         can_probe = self._automatic and len(getattr(trainer, "optimizers", [])) == 1
         precision = self.controller.start(world_size=self.link.world_size(), fitting=self.link.fitting(),
-                                          can_probe=can_probe)
+                                          can_probe=can_probe,
+                                          deterministic=torch.are_deterministic_algorithms_enabled())
         if self.controller.decision is not None and self.controller.decision.resumed:
             self.loss_scaling.calibrate_pending = False
         if self.controller.probing:
@@ -374,4 +384,5 @@ class AutoPrecision(Precision):
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None
         if module is not None and self.keep_fp32:
             remove_keep_fp32(module)
+        self.float32.restore()
         super().teardown()

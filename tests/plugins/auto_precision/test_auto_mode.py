@@ -44,7 +44,7 @@ class DtypeModel(TinyModel):
 
 def _fit(plugin, model, steps, facts, **kwargs):
     recorder = StepRecorder()
-    trainer = make_trainer(plugins=[plugin], max_steps=steps, max_epochs=None, callbacks=[recorder], **kwargs)
+    trainer = make_trainer(plugins=[plugin], deterministic=False, max_steps=steps, max_epochs=None, callbacks=[recorder], **kwargs)
     with mock.patch(HW, return_value=facts):
         trainer.fit(model)
     return trainer, recorder
@@ -89,8 +89,9 @@ def test_probe_runs_real_steps_in_each_candidate_and_keeps_the_choice():
 def test_probe_false_keeps_the_rule_choice():
     plugin = AutoPrecision(probe=False)
     _, rec = _fit(plugin, DtypeModel(), 3, CPU_BF16)
-    assert plugin.decision.precision == "bf16-mixed" and plugin.decision.source == "rule"
-    assert "no probe (probe=False)" in plugin.decision.reasons[-1]
+    # a CPU's bf16 can be slower than fp32: without a measurement the reference is kept
+    assert plugin.decision.precision == "32-true" and plugin.decision.source == "rule"
+    assert "no probe (probe=False): 32-true kept" in plugin.decision.reasons[-1]
     assert rec.phases == [None] * 3
 
 
@@ -188,7 +189,11 @@ def test_validate_without_fit_decides_by_rule():
     trainer = make_trainer(plugins=[plugin], limit_val_batches=2)
     with mock.patch(HW, return_value=CPU_BF16):
         trainer.validate(TinyModel(), verbose=False)
-    assert plugin.decision.precision == "bf16-mixed" and plugin.decision.source == "rule"
+    assert plugin.decision.precision == "32-true" and plugin.decision.source == "rule"
+    with mock.patch(HW, return_value=cuda_facts(9, 0)):  # where the rule is decisive
+        decided = AutoPrecision().controller
+        decided.set_hardware(cuda_facts(9, 0))
+        assert decided.start(fitting=False) == "bf16-mixed"
 
 
 def test_fallback_target_is_agreed_across_ranks():
@@ -203,3 +208,39 @@ def test_fallback_target_is_agreed_across_ranks():
             pytest.warns(UserWarning, match="switching 16-mixed -> 32-true"):
         _, rec = _fit(plugin, InfModel(bad_steps="all", only_in_fp16=True), 5, CPU_BF16)
     assert plugin.decision.fallbacks[0]["to"] == "32-true" and rec.precisions[-1] == "32-true"
+
+
+def test_deterministic_trainer_decides_by_rule_and_repeats_exactly():
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        plugin = AutoPrecision(verbose=False)
+        model = TinyModel()
+        trainer = make_trainer(plugins=[plugin], max_steps=6, max_epochs=None, deterministic=True)
+        with mock.patch(HW, return_value=CPU_BF16):
+            trainer.fit(model)
+        assert plugin.decision.source == "rule" and "deterministic=True" in plugin.decision.reasons[-1]
+        results.append((plugin.decision.precision, [p.detach().clone() for p in model.parameters()]))
+    assert results[0][0] == results[1][0] == "32-true"
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_manual_optimization_on_a_cpu_keeps_fp32_unmeasured():
+    class Manual(TinyModel):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            loss = super().training_step(batch, batch_idx)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+    plugin = AutoPrecision(verbose=False)
+    trainer = make_trainer(plugins=[plugin], max_steps=3, max_epochs=None, deterministic=False)
+    with mock.patch(HW, return_value=CPU_BF16):
+        trainer.fit(Manual())
+    assert plugin.decision.precision == "32-true"
+    assert "the probe needs fit, automatic optimization and one optimizer" in plugin.decision.reasons[-1]

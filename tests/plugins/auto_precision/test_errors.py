@@ -20,7 +20,7 @@ HW = "lightning_optkit.plugins.auto_precision.plugin.probe_hardware"
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mode": "fp16"}, r"mode='fp16' is not one of 'auto', 'bf16-mixed', '16-mixed', '32-true'; use mode='auto'"),
+        ({"mode": "fp16"}, r"mode='fp16' is not one of 'auto', 'bf16-mixed', '16-mixed', '32-true'; did you mean mode='16-mixed'\?"),
         ({"mode": "16"}, r"mode='16' .*did you mean mode='16-mixed'\?"),
         ({"mode": "bf16-true"}, r"did you mean mode='bf16-mixed'\?"),
         ({"scaler": {"init_scale": 0.0}},

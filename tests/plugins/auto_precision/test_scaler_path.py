@@ -27,7 +27,7 @@ HW = "lightning_optkit.plugins.auto_precision.plugin.probe_hardware"
 
 def _fit(plugin: AutoPrecision, model, steps: int, facts=CPU_AVX2, **trainer_kwargs):
     recorder = StepRecorder()
-    trainer = make_trainer(plugins=[plugin], max_steps=steps, max_epochs=None,
+    trainer = make_trainer(plugins=[plugin], deterministic=False, max_steps=steps, max_epochs=None,
                            callbacks=[recorder, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
     with mock.patch(HW, return_value=facts):
         trainer.fit(model)
