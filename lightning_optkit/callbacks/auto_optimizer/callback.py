@@ -7,7 +7,9 @@ How it plugs into ``Trainer.fit`` (Lightning 2.x order: setup -> callback state 
   module to its callbacks (before it checks that the method exists, so a module without one
   works), so Lightning's own optimizer setup, precision plugin, strategy wrapping and checkpoint
   restore run unchanged on the optimizer we return. A user's ``configure_optimizers`` is still
-  called; whatever it returns is replaced, with a message saying so;
+  called; what it returns is kept (the choice is only reported) unless
+  ``replace_user_optimizer=True``, which replaces one optimizer with one warning; several
+  optimizers or manual optimization are always kept;
 * ``configure_optimizers`` inspects the model and the run, applies the family rules, picks the
   kernel by timing it, and returns the prior's first choice (or, on resume, rebuilds the
   checkpointed choice: no new search, and Lightning then restores its state);
