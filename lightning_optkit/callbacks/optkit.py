@@ -123,6 +123,20 @@ class OptKit(Callback):
         self._printed = False
 
     @property
+    def log(self) -> Any:
+        """The module's ``log``, which Lightning attaches to every callback."""
+        return self.__dict__.get("_log")
+
+    @log.setter
+    def log(self, fn: Any) -> None:
+        # Lightning attaches ``module.log`` to its callbacks before it checks that the module
+        # defines ``configure_optimizers``; the parts join ``trainer.callbacks`` only at setup,
+        # so they are handed it here (AutoOptimizer installs its ``configure_optimizers`` then).
+        self.__dict__["_log"] = fn
+        for part in self.callbacks:
+            part.log = fn
+
+    @property
     def callbacks(self) -> list[Callback]:
         """The callback parts, in the order they run (profiler, optimizer, schedule)."""
         return [p for k, p in self.parts.items() if k != "precision"]
@@ -149,6 +163,18 @@ class OptKit(Callback):
                 "summary": f"kept the Trainer's own precision plugin {type(current).__name__}"
             }
         self._printed = False
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer, schedule = self.parts.get("optimizer"), self.parts.get("schedule")
+        if schedule is None or not getattr(optimizer, "kept_user_optimizer", False):
+            return
+        # the module's own optimizers (and schedulers) run as written: no schedule over them.
+        # The parts run after OptKit in this same hook loop, so removing it here skips it.
+        trainer.callbacks[:] = [c for c in trainer.callbacks if c is not schedule]
+        run_notes(trainer).decisions["schedule"] = {
+            "summary": "nothing scheduled: the module's own optimizers and schedulers are kept"
+        }
 
     @override
     def on_train_batch_end(

@@ -6,6 +6,9 @@ picklable record (no tensors), so the rules can be tested without building model
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +34,9 @@ class ModelProfile:
         conv_layers: Convolution modules.
         batchnorm_layers: BatchNorm modules (any dimension, SyncBatchNorm included).
         other_norm_layers: LayerNorm, GroupNorm, RMSNorm, InstanceNorm, ... modules.
-        attention_layers: Attention or transformer blocks (torch's, or classes named so).
+        attention_layers: Attention or transformer blocks, each counted once (torch's, classes
+            named so, or modules whose ``forward`` calls ``scaled_dot_product_attention`` or
+            takes a softmax over query-key scores).
         recurrent_layers: RNN, LSTM, GRU modules and cells.
         embedding_layers: Embedding tables.
         embedding_params: Trainable elements inside embedding tables.
@@ -114,13 +119,51 @@ class RunProfile:
         return asdict(self)
 
 
+_FUNCTIONAL_ATTENTION = re.compile(r"scaled_dot_product_attention|flex_attention|flash_attn")
+_SOFTMAX = re.compile(r"softmax")
+_SCORES = re.compile(r"transpose\(\s*-2\s*,\s*-1\s*\)|transpose\(\s*-1\s*,\s*-2\s*\)|\.mT\b|"
+                     r"einsum\(")
+
+
+@functools.lru_cache(maxsize=512)
+def _forward_attends(cls: type) -> bool:
+    """Whether ``cls.forward``'s own source computes attention (functional SDPA, flex attention,
+    or softmax over query-key scores). Read once per class; unreadable source counts as no."""
+    forward = getattr(cls, "forward", None)
+    if forward is None or (getattr(forward, "__module__", None) or "").startswith("torch."):
+        return False
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError, SyntaxError):
+        return False
+    return bool(_FUNCTIONAL_ATTENTION.search(source)) or (
+        bool(_SOFTMAX.search(source)) and bool(_SCORES.search(source)))
+
+
 def _is_attention(module: nn.Module) -> bool:
+    """An attention layer or a block holding one: torch's, a class named so, a ``Block`` with an
+    ``attn`` child, or a module whose ``forward`` computes attention itself."""
     if isinstance(module, _ATTENTION):
         return True
     name = type(module).__name__.lower()
-    return "attention" in name or name.endswith("transformerblock") or name == "block" and hasattr(
-        module, "attn"
-    )
+    if "attention" in name or name.endswith("transformerblock") or (
+            name == "block" and hasattr(module, "attn")):
+        return True
+    return _forward_attends(type(module))
+
+
+def _attention_blocks(model: nn.Module) -> int:
+    """Attention blocks, each counted once: a module inside a counted one is part of it (a
+    nanoGPT ``Block`` and its ``CausalSelfAttention`` are one block)."""
+    counted: list[str] = []
+    for path, module in model.named_modules():
+        if module is model or any(path.startswith(c + ".") for c in counted):
+            continue
+        if _is_attention(module):
+            counted.append(path)
+    if not counted and _is_attention(model):
+        return 1  # the model itself is one attention layer, or attends in its own forward
+    return len(counted)
 
 
 def inspect_model(model: nn.Module) -> ModelProfile:
@@ -146,14 +189,12 @@ def inspect_model(model: nn.Module) -> ModelProfile:
             emb_params += sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
         elif isinstance(module, nn.Linear):
             counts["linear"] += 1
-        if _is_attention(module):
-            counts["attn"] += 1
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return ModelProfile(
         num_params=trainable, num_frozen=frozen, conv_layers=counts["conv"],
         batchnorm_layers=counts["bn"], other_norm_layers=counts["norm"],
-        attention_layers=counts["attn"], recurrent_layers=counts["rnn"],
+        attention_layers=_attention_blocks(model), recurrent_layers=counts["rnn"],
         embedding_layers=counts["emb"], embedding_params=emb_params,
         linear_layers=counts["linear"], has_no_weight_decay=callable(getattr(model, "no_weight_decay", None)),
     )

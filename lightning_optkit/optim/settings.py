@@ -63,7 +63,8 @@ class OptimizerSettings:
             arg: check_group_value(arg, getattr(self, arg))
             for arg in ("lr", "weight_decay", "embedding_lr_mult", "layer_decay")
         }
-        checked["budget"] = as_float("budget", self.budget, low=0.0, low_open=True, example=0.05)
+        checked["budget"] = as_float("budget", _share(self.budget), low=0.0, low_open=True,
+                                     example=0.05)
         checked["max_candidates"] = as_int("max_candidates", self.max_candidates, minimum=1,
                                            example=3)
         checked["candidates"] = _candidates(self.candidates)
@@ -71,10 +72,26 @@ class OptimizerSettings:
             object.__setattr__(self, name, value)
 
 
+def _share(value: Any) -> Any:
+    """``"5%"`` -> ``0.05`` (durations elsewhere take percentages); other values unchanged."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            share = -1.0
+        if not 0.0 < share < 1.0:
+            raise fail("budget", value, "expected a share such as '5%', a fraction such as 0.05 "
+                       "or a number of steps such as 50", "pass e.g. budget='5%'")
+        return share
+    return value
+
+
 def _candidates(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    if isinstance(value, str):
+        value = [value]  # one name: a single candidate, not its letters
+    if isinstance(value, bytes) or not isinstance(value, Sequence):
         raise fail("candidates", value, "expected a list of optimizer names or None",
                    "pass e.g. candidates=['adamw', 'sgd']")
     if len(value) == 0:

@@ -41,7 +41,9 @@ def test_values_are_normalised_and_frozen() -> None:
     ("max_candidates", 0),
     ("max_candidates", 2.5),
     ("candidates", []),
-    ("candidates", "adamw"),
+    ("candidates", 5),
+    ("budget", "5 percent"),
+    ("budget", "-5%"),
     ("candidates", ["adamq"]),
 ])
 def test_each_bad_value_names_its_argument(arg: str, value: object) -> None:
@@ -66,3 +68,9 @@ def test_a_missing_optional_package_is_an_import_error_too() -> None:
             OptimizerSettings(candidates=["ghost2"])
     finally:
         _REGISTRY.pop("ghost2")
+
+
+def test_natural_spellings_are_accepted() -> None:
+    assert OptimizerSettings(budget="5%").budget == pytest.approx(0.05)
+    assert OptimizerSettings(budget=" 12.5% ").budget == pytest.approx(0.125)
+    assert OptimizerSettings(candidates="adamw").candidates == ("adamw",)  # one name, not letters

@@ -7,7 +7,9 @@ How it plugs into ``Trainer.fit`` (Lightning 2.x order: setup -> callback state 
   module to its callbacks (before it checks that the method exists, so a module without one
   works), so Lightning's own optimizer setup, precision plugin, strategy wrapping and checkpoint
   restore run unchanged on the optimizer we return. A user's ``configure_optimizers`` is still
-  called; whatever it returns is replaced, with a message saying so;
+  called; what it returns is kept (the choice is only reported) unless
+  ``replace_user_optimizer=True``, which replaces one optimizer with one warning; several
+  optimizers or manual optimization are always kept;
 * ``configure_optimizers`` inspects the model and the run, applies the family rules, picks the
   kernel by timing it, and returns the prior's first choice (or, on resume, rebuilds the
   checkpointed choice: no new search, and Lightning then restores its state);
@@ -18,17 +20,21 @@ How it plugs into ``Trainer.fit`` (Lightning 2.x order: setup -> callback state 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, Union
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.core.optimizer import _configure_optimizers
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
+from lightning_optkit._checks import fail
 from lightning_optkit._files import write_json_atomic
 from lightning_optkit._trainer import record_decision, search_phase
 from lightning_optkit.callbacks.auto_optimizer.search import OptimizerSearch
@@ -57,7 +63,8 @@ class AutoOptimizer(Callback):
         embedding_lr_mult: LR multiplier of the embedding group; ``None`` takes it from the rules.
         layer_decay: Layer-wise LR decay in (0, 1]; ``None`` disables it.
         budget: The most steps the race may spend on losing candidates: a fraction of the run's
-            estimated steps (< 1, such as 0.05) or a number of steps (>= 1).
+            estimated steps (< 1, such as 0.05, or a share such as ``"5%"``) or a number of
+            steps (>= 1).
         lr_test: ``"auto"`` runs the LR range test when the prior LR is weak and a search is
             running; ``"always"`` or ``"never"``.
         kernel: ``"auto"`` times the fused, foreach and for-loop kernels on the real parameters
@@ -66,6 +73,10 @@ class AutoOptimizer(Callback):
         explain_only: Print what would be chosen and why, and change nothing.
         save_json: Save the choice as ``auto_optimizer.json`` beside the logs.
         verbose: Print the choice at fit start (rank zero).
+        replace_user_optimizer: What to do when the module's ``configure_optimizers`` returns an
+            optimizer: ``False`` keeps it (and its schedulers) and only reports what would have
+            been chosen; ``True`` replaces it with the choice, with one warning at fit start.
+            Several optimizers or manual optimization are never replaced.
 
     Attributes:
         settings: The checked ``mode`` ... ``max_candidates`` arguments
@@ -81,13 +92,14 @@ class AutoOptimizer(Callback):
         weight_decay: float | None = None,
         embedding_lr_mult: float | None = None,
         layer_decay: float | None = None,
-        budget: float = 0.05,
+        budget: Union[float, str] = 0.05,
         lr_test: LRTest = "auto",
         kernel: Kernel = "auto",
         max_candidates: int = 3,
         explain_only: bool = False,
         save_json: bool = True,
         verbose: bool = True,
+        replace_user_optimizer: bool = False,
     ) -> None:
         self.settings = OptimizerSettings(
             mode=mode, candidates=candidates, lr=lr, weight_decay=weight_decay,
@@ -96,6 +108,12 @@ class AutoOptimizer(Callback):
         self.explain_only = explain_only
         self.save_json = save_json
         self.verbose = verbose
+        if not isinstance(replace_user_optimizer, bool):
+            raise fail("replace_user_optimizer", replace_user_optimizer, "expected true or false",
+                       "pass replace_user_optimizer=False to keep the optimizer of "
+                       "configure_optimizers")
+        self.replace_user_optimizer = replace_user_optimizer
+        self.kept_user_optimizer = False  # this fit runs the optimizers the module built
         self.choice: Choice | None = None
         self._restored: dict[str, Any] | None = None
         self._search: OptimizerSearch | None = None  # what the plan left for on_train_start
@@ -153,6 +171,7 @@ class AutoOptimizer(Callback):
             return
         self._trainer = trainer
         self._announced = False
+        self.kept_user_optimizer = False
         lazy = is_overridden("configure_model", pl_module)  # layers may appear after setup
         if not lazy and not any(p.requires_grad for p in pl_module.parameters()):
             raise ValueError("AutoOptimizer: the model has no trainable parameters (every "
@@ -164,15 +183,17 @@ class AutoOptimizer(Callback):
         self._uninstall()  # leave the module as it was (picklable), whatever the stage
 
     # -- the decision ------------------------------------------------------------------------
-    def _plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> Plan:
+    def _plan(self, trainer: pl.Trainer, module: pl.LightningModule, mode: Mode | None = None) -> Plan:
         profile = inspect_model(module)
         horizon = trainer.estimated_stepping_batches
+        known = horizon is not None and horizon != float("inf") and horizon > 0
         run = RunProfile(
-            horizon=None if horizon is None or horizon == float("inf") else int(horizon),
+            horizon=int(horizon) if known else None,  # -1 / inf: infinite data, no max_steps
             batch_size=getattr(trainer.train_dataloader, "batch_size", None),
             world_size=trainer.world_size, device=trainer.strategy.root_device.type,
             precision=str(trainer.precision))
-        return make_plan(profile, run, self.settings, module.automatic_optimization,
+        settings = self.settings if mode is None else dataclasses.replace(self.settings, mode=mode)
+        return make_plan(profile, run, settings, module.automatic_optimization,
                          free_memory=_free_memory(trainer.strategy.root_device))
 
     def _pick_kernels(self, trainer: pl.Trainer, module: pl.LightningModule, choice: Choice,
@@ -200,12 +221,16 @@ class AutoOptimizer(Callback):
 
     def _configure(self, module: pl.LightningModule, original: Any) -> Any:
         replaced = None
-        if original is not None:
-            out = original()
-            if isinstance(out, torch.optim.Optimizer):
-                replaced = type(out).__name__
-            elif out is not None:
-                replaced = "its optimizers and schedulers; schedulers are dropped, use WarmupDecay"
+        out = original() if original is not None else None
+        if out is not None:
+            optimizers, schedulers, _ = _configure_optimizers(out)
+            replaced = _describe(optimizers, schedulers)
+            why = self._keep_reason(module, optimizers, replaced)
+            resumed = self._restored is not None and self.replace_user_optimizer is False and \
+                module.automatic_optimization and len(optimizers) == 1
+            if why is not None and not resumed:  # a run checkpointed with a choice keeps it
+                self._keep(module, why)
+                return out
         if self._restored is not None:
             self.choice = _from_checkpoint(self._restored)
             self._search, self._restored = None, None
@@ -213,10 +238,11 @@ class AutoOptimizer(Callback):
         plan = self._plan(module.trainer, module)
         choice = plan.choice
         if replaced:
-            choice.reasons.insert(0, f"configure_optimizers returned {replaced}; AutoOptimizer "
-                                     "replaced it")
-            self._print(f"AutoOptimizer: replacing the optimizer from configure_optimizers "
-                        f"({replaced}) with its own choice")
+            choice.reasons.insert(0, f"configure_optimizers returned {replaced}; replaced "
+                                     "(replace_user_optimizer=True)")
+            rank_zero_warn(f"AutoOptimizer: replacing {replaced} from configure_optimizers with "
+                           f"{choice.optimizer} lr={choice.lr:.3g}; pass "
+                           "replace_user_optimizer=False to keep your optimizer")
         kernels = self._pick_kernels(module.trainer, module, choice,
                                      [c.optimizer for c in plan.candidates])
         self._search = OptimizerSearch(plan.candidates, plan.budget or 0, plan.lr_test,
@@ -224,10 +250,39 @@ class AutoOptimizer(Callback):
         self.choice = choice
         return choice.build(module)
 
+    def _keep_reason(self, module: pl.LightningModule, optimizers: list[Any],
+                     built: str) -> str | None:
+        """Why the module's own optimizers stay, or ``None`` when they are replaced."""
+        if not module.automatic_optimization:
+            return (f"manual optimization with the module's own {built}: the training_step "
+                    "steps them itself, so nothing is changed")
+        if len(optimizers) > 1:
+            return f"configure_optimizers returned {built}: several optimizers are never replaced"
+        if not self.replace_user_optimizer:
+            return (f"configure_optimizers returned {built}: kept (replace_user_optimizer=False; "
+                    "pass True to use the choice below)")
+        return None
+
+    def _keep(self, module: pl.LightningModule, why: str) -> None:
+        """Leave the module's optimizers alone; report what would have been chosen."""
+        self.kept_user_optimizer = True
+        self._search, self._restored = None, None
+        try:
+            choice = self._plan(module.trainer, module).choice
+        except ValueError:  # e.g. mode='race' with manual optimization: report the rules' pick
+            choice = self._plan(module.trainer, module, mode="rules").choice
+        choice.reasons.insert(0, why)
+        choice.reasons.insert(1, f"would choose {choice.optimizer} lr={choice.lr:.3g}")
+        self.choice = choice
+        self._summary = f"nothing chosen: {why}"
+
     # -- the search --------------------------------------------------------------------------
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.explain_only or self.choice is None:
+            return
+        if self.kept_user_optimizer:
+            self._announce(trainer, applied=False)
             return
         search, self._search = self._search, None
         if search is not None:
@@ -264,6 +319,8 @@ class AutoOptimizer(Callback):
         self._announced = True
         data = self.choice.to_dict()
         data["applied"] = applied
+        if self.kept_user_optimizer:
+            data["summary"] = self.__dict__.get("_summary")
         record_decision(trainer, "optimizer", data)
         self._print(format_choice(self.choice))
         directory = trainer.log_dir if self.save_json else None  # collective: all ranks call it
@@ -295,7 +352,7 @@ class AutoOptimizer(Callback):
         self._train_eval(trainer, "eval")
 
     def _train_eval(self, trainer: pl.Trainer, mode: str) -> None:
-        if self.explain_only or self.choice is None:
+        if self.explain_only or self.choice is None or self.kept_user_optimizer:
             return
         if get_optimizer_info(self.choice.optimizer).needs_train_eval:
             for opt in trainer.optimizers:
@@ -303,7 +360,7 @@ class AutoOptimizer(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        if self.choice is None or self.explain_only:
+        if self.choice is None or self.explain_only or self.kept_user_optimizer:
             return {}
         return {"choice": self.choice.to_dict()}
 
@@ -317,6 +374,15 @@ class AutoOptimizer(Callback):
             self.choice = _from_checkpoint(self._restored)
             self._search = None
             self._trainer.strategy.optimizers = [self.choice.build(self._module)]
+
+
+def _describe(optimizers: list[Any], schedulers: list[Any]) -> str:
+    """``"Adam(lr=0.001) + StepLR"``: what ``configure_optimizers`` returned."""
+    names = [f"{type(o).__name__}(lr={o.param_groups[0].get('lr', '?'):.3g})"
+             if o.param_groups and isinstance(o.param_groups[0].get("lr"), float)
+             else type(o).__name__ for o in optimizers]
+    names += [type(getattr(s, "scheduler", s)).__name__ for s in schedulers]
+    return " + ".join(names) or "no optimizer"
 
 
 def _from_checkpoint(data: dict[str, Any]) -> Choice:

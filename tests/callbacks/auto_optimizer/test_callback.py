@@ -39,13 +39,16 @@ def test_module_without_configure_optimizers_gets_one(tmp_path, capsys) -> None:
 
 
 def test_plain_optimizer_is_replaced_with_a_message(tmp_path, capsys) -> None:
-    cb = AutoOptimizer(mode="rules", candidates=["sgd"], lr=0.05, save_json=False)
+    cb = AutoOptimizer(mode="rules", candidates=["sgd"], lr=0.05, save_json=False,
+                       replace_user_optimizer=True)
     trainer = make_trainer(max_steps=2, callbacks=[cb])
-    trainer.fit(ClassifierModel())
+    with pytest.warns(UserWarning, match=r"replacing Adam\(lr=0.001\) from configure_optimizers "
+                      r"with sgd lr=0.05; pass replace_user_optimizer=False") as record:
+        trainer.fit(ClassifierModel())
+    assert sum("replace_user_optimizer" in str(w.message) for w in record) == 1  # once
     opt = trainer.optimizers[0]
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.05
     assert opt.param_groups[0]["nesterov"] is True
-    assert "replacing the optimizer from configure_optimizers (Adam)" in capsys.readouterr().out
     assert "replaced" in cb.choice.reasons[0]
 
 
@@ -232,12 +235,13 @@ def test_optimizer_and_scheduler_output_is_replaced(capsys) -> None:
             opt = torch.optim.SGD(self.parameters(), lr=0.1)
             return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
 
-    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="for-loop", save_json=False)
+    cb = AutoOptimizer(mode="rules", candidates=["adamw"], kernel="for-loop", save_json=False,
+                       replace_user_optimizer=True)
     trainer = make_trainer(max_steps=2, callbacks=[cb])
-    trainer.fit(WithScheduler())
+    with pytest.warns(UserWarning, match=r"replacing SGD\(lr=0.1\) \+ StepLR from"):
+        trainer.fit(WithScheduler())
     assert isinstance(trainer.optimizers[0], torch.optim.AdamW)
     assert trainer.lr_scheduler_configs == []
-    assert "schedulers are dropped, use WarmupDecay" in capsys.readouterr().out
 
 
 def test_layers_built_in_configure_model_are_grouped() -> None:
