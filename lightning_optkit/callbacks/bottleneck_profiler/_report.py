@@ -83,7 +83,7 @@ def train_loader(trainer: pl.Trainer) -> Any:
 def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: RunSamples, *, status: str,
                     checkpoint_saves: int, gathered: list[RankSummary], deep_window: dict[str, Any] | None,
                     flops: int | None, timer: HostTimer | CudaEventTimer | None,
-                    recompiled_graphs: int) -> dict[str, Any]:
+                    recompiled_graphs: int, notes: list[str] | None = None) -> dict[str, Any]:
     """Read the Trainer's facts, then diagnose the fit and build the report with the pure core.
 
     Args:
@@ -97,6 +97,7 @@ def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: R
         flops: FLOPs of one training step, if counted.
         timer: The device timer, or None.
         recompiled_graphs: Graphs compiled during the fit.
+        notes: What the profiler changed in the run it measured (see ``skipped_hooks_notes``).
     """
     device = trainer.strategy.root_device
     precision = str(getattr(trainer, "precision", "32-true"))
@@ -122,4 +123,5 @@ def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: R
         throughput=throughput_summary(m, samples.batch_size, flops, peak_flops(device, precision)),
         memory=memory_summary(samples.memory.samples(), samples.peak, alloc),
         timeline=accountant.timeline_per_step(), steps_per_point=accountant.timeline.steps_per_point, status=status,
+        notes=notes,
     )
