@@ -28,7 +28,12 @@ from lightning_optkit.callbacks.bottleneck_profiler._phase_profiler import Phase
 from lightning_optkit.callbacks.bottleneck_profiler._probes import DeepWindow, FlopProbe
 from lightning_optkit.callbacks.bottleneck_profiler._report import assemble_report
 from lightning_optkit.callbacks.bottleneck_profiler._samples import RunSamples
-from lightning_optkit.callbacks.bottleneck_profiler._timed_calls import TimedLog, TimedOptimizers
+from lightning_optkit.callbacks.bottleneck_profiler._timed_calls import (
+    TimedLog,
+    TimedLoggers,
+    TimedModuleHooks,
+    TimedOptimizers,
+)
 from lightning_optkit.profiling import render
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import rank_summary
@@ -168,6 +173,9 @@ class BottleneckProfiler(Callback):
         trainer.profiler = PhaseProfiler(self.accountant, self._inner)
         self._log = TimedLog(self.accountant)
         self._log.install(pl_module)
+        self._loggers = TimedLoggers(self.accountant)
+        self._loggers.install(trainer.loggers)
+        self._module_hooks = TimedModuleHooks(self.accountant)
         gc.callbacks.append(self.accountant.gc_event)
         self._active = True
 
@@ -182,6 +190,8 @@ class BottleneckProfiler(Callback):
         if isinstance(trainer.profiler, PhaseProfiler):
             trainer.profiler = self._inner
         self._log.remove()
+        self._loggers.remove()
+        self._module_hooks.remove()
         if self.accountant.gc_event in gc.callbacks:
             gc.callbacks.remove(self.accountant.gc_event)
         self._window.close(None)
@@ -271,6 +281,7 @@ class BottleneckProfiler(Callback):
         index = self._ended()
         if index == 0:
             self._log.install(pl_module)  # another callback may have swapped ``log`` at train start
+            self._module_hooks.install(pl_module)  # hooks registered up to train start
             if self._skips_hooks():  # after every callback's train start, which may wrap hooks
                 self._shadows.shadow(trainer, pl_module, exclude=self)
                 self._skipped_hooks = len(self._shadows.shadowed)
@@ -359,6 +370,7 @@ class BottleneckProfiler(Callback):
             trainer, self.accountant, self._samples, status=status, checkpoint_saves=self._saves, gathered=self._ranks,
             deep_window=self._window.summary, flops=self._flops.flops if self._flops is not None else None,
             timer=self._timer, recompiled_graphs=compiled_graphs() - self._graphs_start,
+            hook_locations=self._module_hooks.locations,
             notes=skipped_hooks_notes(self._skipped_hooks) if self.skip_empty_hooks else [],
         )
         if trainer.is_global_zero:
