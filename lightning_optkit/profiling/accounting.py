@@ -201,6 +201,10 @@ class PhaseAccountant:
         """Optimizer step pre- and post-hooks that make the optimizer's own step the ``optimizer_step`` phase."""
         return step_hooks(self, self.phase_index("optimizer_step"))
 
+    def enter_outside_validation(self, phase: int) -> None:
+        """Like :meth:`enter`, but inside a validation run the code counts as validation."""
+        self.enter(_VALIDATION if self._in_val else phase)
+
     def stop_logging(self) -> None:
         """The ``LightningModule.log`` call returns (the same as :meth:`leave`)."""
         self.leave()

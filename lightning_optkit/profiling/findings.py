@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Finding", "Severity", "Thresholds", "THRESHOLDS", "SEVERITY_RANK", "severity_for", "rank_findings"]
+__all__ = ["Finding", "Severity", "Thresholds", "THRESHOLDS", "SEVERITY_RANK", "SHARE_HIGH", "SHARE_MEDIUM",
+           "severity_for", "rank_findings"]
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 2, "medium": 1, "low": 0}
@@ -68,9 +69,26 @@ class Finding:
         return data
 
 
+#: Whatever its code, a finding holding this share of the wall time is at least high / medium: a
+#: code's own thresholds only decide below these (severities follow the share of time).
+SHARE_HIGH = 0.40
+SHARE_MEDIUM = 0.20
+
+
 def severity_for(code: str, share: float) -> Severity | None:
-    """The severity of ``share`` for ``code`` (``None`` below the low threshold)."""
+    """The severity of ``share`` for ``code`` (``None`` below the low threshold).
+
+    For shares of time, the severity is at least ``high`` from :data:`SHARE_HIGH` and at least
+    ``medium`` from :data:`SHARE_MEDIUM` (the memory codes keep their own thresholds).
+    """
     t = THRESHOLDS[code]
+    if share < t.low:
+        return None
+    if not code.startswith("memory_"):
+        if share >= SHARE_HIGH:
+            return "high"
+        if share >= SHARE_MEDIUM and share < t.high:
+            return "medium"
     if share >= t.high:
         return "high"
     if share >= t.medium:

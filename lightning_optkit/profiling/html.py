@@ -93,7 +93,8 @@ def to_html(report: dict[str, Any]) -> str:
         f"<h1>Bottleneck report</h1><p>{report['steps_measured']} steps ({escape(report['status'])}); "
         f"median step {1e3 * (st['median'] or 0):.2f} ms, p90 {1e3 * (st['p90'] or 0):.2f} ms, "
         f"max {1e3 * (st['max'] or 0):.2f} ms.</p>"
-        f"<h2>Findings</h2><table><tr><th>#</th><th>code</th><th>severity</th><th>share</th><th>where</th>"
+        + "".join(f"<p class='note'><strong>Note:</strong> {escape(n)}</p>" for n in report.get("notes") or [])
+        + f"<h2>Findings</h2><table><tr><th>#</th><th>code</th><th>severity</th><th>share</th><th>where</th>"
         f"<th>recommendation</th><th>evidence</th></tr>{rows}</table>"
         f"<h2>Step time over the run</h2>{_legend(categories)}{''.join(charts)}{rank_table}"
         f"<h2>Phases</h2><table><tr><th>phase</th><th>seconds</th><th>share</th></tr>{phases}</table>"

@@ -88,6 +88,8 @@ def category_of(phase: str) -> int:
     """Index in :data:`CATEGORIES` of the chart category a phase belongs to."""
     if phase in CATEGORIES:
         return CATEGORIES.index(phase)
+    if phase.startswith("logger:"):
+        return CATEGORIES.index("logging")
     if phase.startswith(("callback:", "hook:")) or phase == "profiler":
         return CATEGORIES.index("callbacks")
     if phase.startswith("search:"):

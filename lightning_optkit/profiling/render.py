@@ -37,6 +37,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{report['steps_measured']} steps measured ({report['status']}); step time median {_ms(st['median'])}, "
         f"p90 {_ms(st['p90'])}, max {_ms(st['max'])}.",
         "",
+        *[f"> **Note:** {note}\n" for note in report.get("notes") or []],
         "## Findings",
         "",
     ]
@@ -87,6 +88,7 @@ def console_text(report: dict[str, Any]) -> str:
     """A plain-text, one-screen ranked summary."""
     st = report["step_time"]
     lines = [f"Bottlenecks: {report['steps_measured']} steps, median {_ms(st['median'])}, p90 {_ms(st['p90'])}"]
+    lines += [f" note: {note}" for note in report.get("notes") or []]
     if report["findings"]:
         for i, f in enumerate(report["findings"][:6], 1):
             lines.append(f" {i}. [{f['severity']:>6}] {f['code']:<18} {_pct(f['share']):>6}  {f['where']}")
@@ -119,6 +121,8 @@ def print_console(report: dict[str, Any], use_rich: bool = True) -> None:
         table.add_row("-", "none", "-", "-", "-", "no bottleneck found")
     console = Console()
     console.print(table)
+    for note in report.get("notes") or []:
+        console.print(f"note: {note}", markup=False)
     top = list(report["phases"].items())[:_TOP_PHASES]
     console.print("phases: " + ", ".join(f"{name} {_pct(p['share'])}" for name, p in top))
 

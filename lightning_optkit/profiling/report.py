@@ -10,7 +10,7 @@ from lightning_optkit.profiling.measurements import Measurements, RankSummary
 from lightning_optkit.profiling.phases import CATEGORIES
 from lightning_optkit.profiling.rules import Finding
 
-__all__ = ["REPORT_VERSION", "build_report", "pack_rank", "unpack_rank", "packed_size", "TOP_PHASES"]
+__all__ = ["REPORT_VERSION", "build_report", "skipped_hooks_notes", "pack_rank", "unpack_rank", "packed_size", "TOP_PHASES"]
 
 REPORT_VERSION = 1
 TOP_PHASES = 4
@@ -74,6 +74,20 @@ def _round(value: Any, digits: int = 6) -> Any:
     return value
 
 
+def skipped_hooks_notes(count: int) -> list[str]:
+    """The report's note on ``skip_empty_hooks=True``: the run measured is not the run as written.
+
+    Args:
+        count: Empty per-batch hooks that Lightning skipped during the fit.
+    """
+    return [
+        f"skip_empty_hooks=True: Lightning skipped {count} empty per-batch hook(s) nobody overrode during the fit. "
+        "Nothing the user wrote stopped running, but each skipped hook saves a few microseconds per step, so the "
+        "step times here are faster than the same run without the profiler. Leave skip_empty_hooks=False (the "
+        "default) to compare runs with and without it."
+    ]
+
+
 def build_report(
     m: Measurements,
     findings: list[Finding],
@@ -84,6 +98,7 @@ def build_report(
     timeline: list[list[float]] | None = None,
     steps_per_point: int = 1,
     status: str = "finished",
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Assemble the JSON-serialisable report.
 
@@ -96,6 +111,7 @@ def build_report(
         timeline: Mean seconds per step by category for each timeline point (rank zero's).
         steps_per_point: Steps per timeline point.
         status: ``"finished"`` or ``"interrupted: <exception>"``.
+        notes: What the profiler changed in the run it measured (shown above the findings).
     """
     wall = m.wall_seconds
     excluded_seconds = dict(m.excluded_seconds)
@@ -132,6 +148,7 @@ def build_report(
     return {
         "version": REPORT_VERSION,
         "status": status,
+        "notes": list(notes or []),
         "steps_measured": m.steps,
         "wall_seconds": _round(wall),
         "step_time": {"median": _round(m.step_median), "p90": _round(m.step_p90), "max": _round(m.step_max)},

@@ -156,9 +156,15 @@ def rule_callback(m: Measurements) -> list[Finding]:
         share = seconds / m.wall_seconds if m.wall_seconds > 0 else 0.0
         kind, name = top.split(":", 1)
         label = ("callback " if kind == "callback" else "LightningModule hook ") + name
-        where = label + (f" ({m.locations[top]})" if top in m.locations else "")
         rec = (f"{name} runs every step: do its work every N steps (check batch_idx or trainer.global_step), "
                "move heavy work to on_train_epoch_end or a background thread, avoid .item()/.cpu() in it.")
+        if kind == "hook" and name.endswith(("forward_hook", "forward_pre_hook")):
+            module, hook = name.rsplit(".", 1)
+            label = f"{hook.replace('_', ' ')} on submodule {module}"
+            rec = (f"A {hook.replace('_', ' ')} registered on {module} runs in every forward pass: remove it for "
+                   "training (keep the handle of register_forward_hook and call handle.remove()), run its work "
+                   "every N steps, or keep it on the device (no .item()/.cpu()/printing in it).")
+        where = label + (f" ({m.locations[top]})" if top in m.locations else "")
         evidence = {"ms_per_step": round(1e3 * seconds / max(m.steps, 1), 3), "hook_ms_per_step":
                     round(m.per_step_ms(top), 3)}
         finding = _make("callback", share, evidence, where, rec)
@@ -168,10 +174,21 @@ def rule_callback(m: Measurements) -> list[Finding]:
 
 
 def rule_logging(m: Measurements) -> Finding | None:
-    share = m.share("logging")
+    backends = m.prefixed("logger:")
+    calls_seconds = m.phase_seconds.get("logging", 0.0)
+    share = m.share("logging", *backends)
     calls = m.log_calls / max(m.steps, 1)
-    evidence = {"calls_per_step": round(calls, 2), "us_per_call": round(1e6 * m.phase_seconds.get("logging", 0.0)
-                                                                       / max(m.log_calls, 1), 2)}
+    evidence: dict[str, Any] = {"calls_per_step": round(calls, 2),
+                                "us_per_call": round(1e6 * calls_seconds / max(m.log_calls, 1), 2)}
+    top = max(backends, key=backends.__getitem__, default=None)
+    if top is not None and backends[top] > calls_seconds:  # the logger backend costs more than self.log
+        name = top.split(":", 1)[1]
+        evidence.update({"backend": name, "backend_ms_per_step": round(m.per_step_ms(top), 3),
+                         "self_log_ms_per_step": round(m.per_step_ms("logging"), 3)})
+        rec = (f"The logger backend ({name}) is slow: write metrics less often (Trainer(log_every_n_steps=N)), "
+               "buffer or send them from a background thread (most trackers have an offline or async mode), or "
+               "log per epoch.")
+        return _make("logging", share, evidence, m.locations.get(top, name), rec)
     rec = ("self.log is called often enough to cost real time: log fewer values per step (one self.log_dict), "
            "log per epoch (on_step=False), avoid sync_dist=True on every step, log torchmetrics objects "
            "instead of computing values each step.")

@@ -40,3 +40,31 @@ def test_precision_gpu_smoke_run_on_cpu(tmp_path) -> None:
     (result,) = json.loads(out.read_text())
     assert set(result["steady_ms"]) == {"32-true", "16-mixed", "bf16-mixed", "AutoPrecision"}
     assert result["chosen"][0] in {"32-true", "bf16-mixed", "16-mixed"}
+
+
+def test_profiler_overhead_sizes_gpu_models_by_their_gpu_work() -> None:
+    overhead = _load("profiler_overhead")
+    asked: list[tuple[int, int, float]] = []
+
+    def batch_for(features: int, hidden: int, target_ms: float) -> int:
+        asked.append((features, hidden, target_ms))
+        return int(256 * target_ms)
+
+    kinds, models = overhead.plan("cuda", quick=True, rounds=None, batch_for=batch_for)
+    assert kinds == ("none", "simple", "bottleneck")
+    assert [m[2] for m in models.values()] == [256, 1024] and [a[2] for a in asked] == [1.0, 4.0]
+    assert list(models) == ["~1 ms step", "~4 ms step"]
+    kinds, _ = overhead.plan("cuda", quick=False, rounds=2, batch_for=batch_for)
+    assert kinds == ("none", "simple", "bottleneck", "skip_hooks")
+    kinds, models = overhead.plan("cpu", quick=True, rounds=None)
+    assert "pytorch" in kinds and "skip_hooks" in kinds and list(models) == ["~1 ms step", "~5 ms step"]
+
+
+def test_profiler_overhead_device_cuda_without_a_gpu_is_a_clear_error(monkeypatch, capsys) -> None:
+    overhead = _load("profiler_overhead")
+    monkeypatch.setattr(overhead.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["profiler_overhead.py", "--device", "cuda", "--quick"])
+    with pytest.raises(SystemExit) as exit_info:
+        overhead.main()
+    assert exit_info.value.code == 2
+    assert "--device cuda: no CUDA device is available" in capsys.readouterr().err

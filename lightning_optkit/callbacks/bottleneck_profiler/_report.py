@@ -50,6 +50,12 @@ def phase_locations(trainer: pl.Trainer, phases: Sequence[str]) -> dict[str, str
     where: dict[str, str] = {}
     objects = [*trainer.callbacks, trainer.lightning_module]
     for phase in phases:
+        if phase.startswith("logger:"):
+            name = phase.split(":", 1)[1].split(".", 1)[0]
+            for logger in trainer.loggers:
+                if type(logger).__name__ == name:
+                    where[phase] = f"{name}.log_metrics ({_source(inspect.unwrap(type(logger).log_metrics))})"
+            continue
         if not phase.startswith(("callback:", "hook:")):
             continue
         owner, hook = phase.split(":", 1)[1].rsplit(".", 1)
@@ -83,7 +89,8 @@ def train_loader(trainer: pl.Trainer) -> Any:
 def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: RunSamples, *, status: str,
                     checkpoint_saves: int, gathered: list[RankSummary], deep_window: dict[str, Any] | None,
                     flops: int | None, timer: HostTimer | CudaEventTimer | None,
-                    recompiled_graphs: int) -> dict[str, Any]:
+                    recompiled_graphs: int, notes: list[str] | None = None,
+                    hook_locations: dict[str, str] | None = None) -> dict[str, Any]:
     """Read the Trainer's facts, then diagnose the fit and build the report with the pure core.
 
     Args:
@@ -97,6 +104,8 @@ def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: R
         flops: FLOPs of one training step, if counted.
         timer: The device timer, or None.
         recompiled_graphs: Graphs compiled during the fit.
+        hook_locations: ``file:line`` of the timed forward hooks, by phase.
+        notes: What the profiler changed in the run it measured (see ``skipped_hooks_notes``).
     """
     device = trainer.strategy.root_device
     precision = str(getattr(trainer, "precision", "32-true"))
@@ -113,7 +122,7 @@ def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: R
         memory_total=float(info.total_memory) if info.total_memory else None,
         alloc_retries=alloc["alloc_retries"] if alloc else None, recompiles=accountant.recompiles,
         recompile_seconds=accountant.recompile_seconds, graphs=recompiled_graphs, deep_window=deep_window,
-        ranks=gathered if len(gathered) > 1 else [own], locations=phase_locations(trainer, accountant.phases),
+        ranks=gathered if len(gathered) > 1 else [own], locations={**phase_locations(trainer, accountant.phases), **(hook_locations or {})},
         val_check_interval=trainer.val_check_interval,
         device_seconds=device_seconds(timer.totals() if timer is not None else None, accountant.phase_seconds()),
     )
@@ -122,4 +131,5 @@ def assemble_report(trainer: pl.Trainer, accountant: PhaseAccountant, samples: R
         throughput=throughput_summary(m, samples.batch_size, flops, peak_flops(device, precision)),
         memory=memory_summary(samples.memory.samples(), samples.peak, alloc),
         timeline=accountant.timeline_per_step(), steps_per_point=accountant.timeline.steps_per_point, status=status,
+        notes=notes,
     )

@@ -1,7 +1,11 @@
-"""Timing of calls Lightning does not name: ``LightningModule.log`` and each optimizer's ``step``."""
+"""Timing of calls Lightning does not name: ``LightningModule.log``, each optimizer's ``step``, the
+loggers' ``log_metrics`` (a slow tracker backend) and forward hooks registered on submodules."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +15,7 @@ import torch
 
 from lightning_optkit.profiling.accounting import PhaseAccountant
 
-__all__ = ["TimedLog", "TimedOptimizers"]
+__all__ = ["TimedLog", "TimedOptimizers", "TimedLoggers", "TimedModuleHooks", "hook_source"]
 
 
 class TimedLog:
@@ -116,3 +120,106 @@ class TimedOptimizers:
                     handle.remove()
         self._timed.clear()
         self._ids = ()
+
+
+def hook_source(fn: Any) -> str:
+    """``file:line`` of a hook function (``?`` when unknown)."""
+    try:
+        target = inspect.unwrap(getattr(fn, "func", fn))
+        return f"{os.path.basename(inspect.getsourcefile(target) or '?')}:{inspect.getsourcelines(target)[1]}"
+    except (TypeError, OSError):
+        return "?"
+
+
+def _timed(accountant: PhaseAccountant, phase: int, fn: Any) -> Any:
+    enter, leave = accountant.enter_outside_validation, accountant.leave
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        enter(phase)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            leave()
+
+    timed.__optkit_timed__ = fn  # type: ignore[attr-defined]
+    return timed
+
+
+class TimedLoggers:
+    """Each logger's ``log_metrics`` timed as the phase ``logger:<Logger>.log_metrics`` (category ``logging``).
+
+    Lightning calls it outside every hook it names, so a slow backend (a remote tracker) would
+    otherwise be counted as ``other``. Inside a validation run its time stays validation.
+
+    Args:
+        accountant: Receives the phases.
+    """
+
+    def __init__(self, accountant: PhaseAccountant) -> None:
+        self._accountant = accountant
+        self._timed: list[tuple[Any, Any]] = []
+
+    def install(self, loggers: Sequence[Any]) -> None:
+        """Wrap the ``log_metrics`` of every logger (once)."""
+        for logger in loggers:
+            if any(known is logger for known, _ in self._timed):
+                continue
+            phase = self._accountant.phase_index(f"logger:{type(logger).__name__}.log_metrics")
+            previous = logger.__dict__.get("log_metrics")
+            logger.log_metrics = _timed(self._accountant, phase, logger.log_metrics)
+            self._timed.append((logger, previous))
+
+    def remove(self) -> None:
+        """Remove the wrappers (a ``log_metrics`` set by someone else since stays)."""
+        for logger, previous in self._timed:
+            current = logger.__dict__.get("log_metrics")
+            if current is not None and hasattr(current, "__optkit_timed__"):
+                if previous is None:
+                    del logger.__dict__["log_metrics"]
+                else:
+                    logger.log_metrics = previous
+        self._timed.clear()
+
+
+class TimedModuleHooks:
+    """Forward (pre-)hooks registered on the model's submodules, timed as ``hook:<submodule>.forward_hook``.
+
+    A hook runs inside the forward pass: without this its time is ``forward`` and nothing names it.
+    A compiled model is left alone (a Python timer inside the graph would change what runs).
+
+    Args:
+        accountant: Receives the phases.
+    """
+
+    def __init__(self, accountant: PhaseAccountant) -> None:
+        self._accountant = accountant
+        self._timed: list[tuple[dict, Any, Any]] = []
+        #: ``{phase: file:line}`` of the first hook of each phase
+        self.locations: dict[str, str] = {}
+
+    def install(self, module: torch.nn.Module) -> None:
+        """Wrap the forward hooks of ``module`` and its submodules (once per fit)."""
+        if self._timed or getattr(module, "_compiler_ctx", None) or getattr(module, "_compiled_call_impl", None):
+            return
+        for path, sub in module.named_modules():
+            for kind, hooks in (("forward_pre_hook", sub._forward_pre_hooks), ("forward_hook", sub._forward_hooks)):
+                if not hooks:
+                    continue
+                phase_name = f"hook:{path or type(sub).__name__}.{kind}"
+                phase = self._accountant.phase_index(phase_name)
+                for key, fn in list(hooks.items()):
+                    if hasattr(fn, "__optkit_timed__"):
+                        continue
+                    self.locations.setdefault(phase_name, hook_source(fn))
+                    hooks[key] = _timed(self._accountant, phase, fn)
+                    self._timed.append((hooks, key, fn))
+
+    def remove(self) -> None:
+        """Put the original hooks back (those still registered)."""
+        for hooks, key, fn in self._timed:
+            current = hooks.get(key)
+            if current is not None and getattr(current, "__optkit_timed__", None) is fn:
+                hooks[key] = fn
+        self._timed.clear()
+        self.locations.clear()

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.checkpoint import Checkpoint
-from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
@@ -29,13 +28,18 @@ from lightning_optkit.callbacks.bottleneck_profiler._phase_profiler import Phase
 from lightning_optkit.callbacks.bottleneck_profiler._probes import DeepWindow, FlopProbe
 from lightning_optkit.callbacks.bottleneck_profiler._report import assemble_report
 from lightning_optkit.callbacks.bottleneck_profiler._samples import RunSamples
-from lightning_optkit.callbacks.bottleneck_profiler._timed_calls import TimedLog, TimedOptimizers
+from lightning_optkit.callbacks.bottleneck_profiler._timed_calls import (
+    TimedLog,
+    TimedLoggers,
+    TimedModuleHooks,
+    TimedOptimizers,
+)
 from lightning_optkit.profiling import render
 from lightning_optkit.profiling.accounting import PhaseAccountant
 from lightning_optkit.profiling.collect import rank_summary
 from lightning_optkit.profiling.options import check_options
 from lightning_optkit.profiling.phases import ActionClassifier
-from lightning_optkit.profiling.report import pack_rank, unpack_rank
+from lightning_optkit.profiling.report import pack_rank, skipped_hooks_notes, unpack_rank
 from lightning_optkit.profiling.sampling import compiled_graphs, dynamo_counters
 from lightning_optkit.profiling.summaries import share_metrics
 from lightning_optkit.profiling.timers import make_timer
@@ -67,12 +71,11 @@ class BottleneckProfiler(Callback):
         device_timing: Device-side timing of forward/backward/optimizer: ``auto`` (CUDA events read
             lazily on a GPU; elsewhere the host phase times are the device times), ``events``,
             ``host`` (the host clock through the same timer code) or ``off``.
-        skip_empty_hooks: During the fit, let Lightning skip the per-batch hooks that nobody overrode
-            (empty defaults of the LightningModule, the strategy and the callbacks). Lightning names,
-            times and calls each of them every step, a few microseconds apiece; skipping them changes
-            nothing that runs and pays for the profiler's own measurement. Restored after the fit.
-            ``auto``: skip them unless a profiler set on the Trainer is chained (it keeps seeing every
-            hook); ``true``: always; ``false``: never.
+        skip_empty_hooks: Opt-in faster hook dispatch, off by default so the run is measured as it is.
+            ``true``: during the fit, let Lightning skip the per-batch hooks that nobody overrode (empty
+            defaults of the LightningModule, the strategy and the callbacks), a few microseconds
+            apiece per step; nothing the user wrote stops running, but the profiled run is then faster
+            than the same run without the profiler, and the report says so. Restored after the fit.
     """
 
     def __init__(
@@ -92,7 +95,7 @@ class BottleneckProfiler(Callback):
         console: bool = True,
         timeline_points: int = 96,
         device_timing: Literal["auto", "events", "host", "off"] = "auto",
-        skip_empty_hooks: bool | Literal["auto"] = "auto",
+        skip_empty_hooks: bool = False,
     ) -> None:
         super().__init__()
         check_options(filename=filename, formats=formats, sample_every_n_steps=sample_every_n_steps,
@@ -161,6 +164,7 @@ class BottleneckProfiler(Callback):
         self._timer: Any = None
         self._optimizers = TimedOptimizers(self.accountant)
         self._shadows = HookShadows()
+        self._skipped_hooks = 0
         self._window = DeepWindow(self.deep_window_start, self.deep_window_steps)
         self._flops = FlopProbe(self._flop_step()) if self.measure_flops else None
         self._inner = trainer.profiler
@@ -169,6 +173,9 @@ class BottleneckProfiler(Callback):
         trainer.profiler = PhaseProfiler(self.accountant, self._inner)
         self._log = TimedLog(self.accountant)
         self._log.install(pl_module)
+        self._loggers = TimedLoggers(self.accountant)
+        self._loggers.install(trainer.loggers)
+        self._module_hooks = TimedModuleHooks(self.accountant)
         gc.callbacks.append(self.accountant.gc_event)
         self._active = True
 
@@ -183,6 +190,8 @@ class BottleneckProfiler(Callback):
         if isinstance(trainer.profiler, PhaseProfiler):
             trainer.profiler = self._inner
         self._log.remove()
+        self._loggers.remove()
+        self._module_hooks.remove()
         if self.accountant.gc_event in gc.callbacks:
             gc.callbacks.remove(self.accountant.gc_event)
         self._window.close(None)
@@ -195,9 +204,7 @@ class BottleneckProfiler(Callback):
         self._end_hook_off = False
 
     def _skips_hooks(self) -> bool:
-        if self.skip_empty_hooks == "auto":
-            return self._inner is None or isinstance(self._inner, PassThroughProfiler)  # no profiler of the user's
-        return bool(self.skip_empty_hooks)
+        return self.skip_empty_hooks is True
 
     # ------------------------------------------------------------------ per step
     def _flop_step(self) -> int:
@@ -274,8 +281,10 @@ class BottleneckProfiler(Callback):
         index = self._ended()
         if index == 0:
             self._log.install(pl_module)  # another callback may have swapped ``log`` at train start
+            self._module_hooks.install(pl_module)  # hooks registered up to train start
             if self._skips_hooks():  # after every callback's train start, which may wrap hooks
                 self._shadows.shadow(trainer, pl_module, exclude=self)
+                self._skipped_hooks = len(self._shadows.shadowed)
         if index == self._window.start and self.deep_window_steps:
             self._window.open(trainer.strategy.root_device)
         if self._flops is not None and index == self._flops.step:
@@ -361,6 +370,8 @@ class BottleneckProfiler(Callback):
             trainer, self.accountant, self._samples, status=status, checkpoint_saves=self._saves, gathered=self._ranks,
             deep_window=self._window.summary, flops=self._flops.flops if self._flops is not None else None,
             timer=self._timer, recompiled_graphs=compiled_graphs() - self._graphs_start,
+            hook_locations=self._module_hooks.locations,
+            notes=skipped_hooks_notes(self._skipped_hooks) if self.skip_empty_hooks else [],
         )
         if trainer.is_global_zero:
             render.write_report(self.report, self._resolved_dir, self.filename, self.formats)

@@ -31,7 +31,7 @@ def test_config_builds_the_callback(config: str) -> None:
     cli = _cli(["--config", config])
     found = [cb for cb in cli.trainer.callbacks if isinstance(cb, BottleneckProfiler)]
     assert len(found) == 1
-    assert found[0].skip_empty_hooks == ("auto" if config.endswith("basic.yaml") else False)
+    assert found[0].skip_empty_hooks is False
     assert type(cli.model).__name__ == "DigitsClassifier"
     assert type(cli.datamodule).__name__ == "DigitsDataModule"
 

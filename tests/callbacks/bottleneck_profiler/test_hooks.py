@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import inspect
 import textwrap
 from collections import Counter
@@ -188,7 +189,8 @@ def test_a_hook_wrapped_at_train_start_wraps_the_real_hook(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("user_profiler", [False, True])
-def test_auto_skips_unless_a_profiler_of_the_users_is_chained(tmp_path, user_profiler: bool) -> None:
+def test_default_leaves_every_hook_in_place(tmp_path, user_profiler: bool) -> None:
+    """Off by default, with or without a profiler of the user's: the run measured is the run as written."""
     model = _Hooked()
     recorder = _Recorder() if user_profiler else None
     seen: list[Any] = []
@@ -197,9 +199,29 @@ def test_auto_skips_unless_a_profiler_of_the_users_is_chained(tmp_path, user_pro
         def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
             seen.append(vars(pl_module).get("on_before_backward", "method"))
 
-    trainer = make_trainer(profiler=recorder, callbacks=[BottleneckProfiler(dirpath=str(tmp_path), console=False),
-                                                         _Peek()])
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=False, formats=["json", "md", "html"])
+    assert profiler.skip_empty_hooks is False
+    trainer = make_trainer(profiler=recorder, callbacks=[profiler, _Peek()])
     trainer.fit(model)
-    assert set(seen) == ({"method"} if user_profiler else {None})
-    if recorder is not None:  # the user's profiler still sees every hook
+    assert set(seen) == {"method"}
+    assert profiler.report is not None and profiler.report["notes"] == []
+    assert "Note:" not in (tmp_path / "bottlenecks.md").read_text()
+    assert "skip_empty_hooks" not in (tmp_path / "bottlenecks.html").read_text()
+    if recorder is not None:
         assert recorder.entered[f"[LightningModule]{type(model).__name__}.on_before_backward"] == 6
+
+
+def test_opt_in_is_stated_in_every_report(tmp_path, capsys) -> None:
+    model = _Hooked()
+    profiler = BottleneckProfiler(dirpath=str(tmp_path), console=True, skip_empty_hooks=True,
+                                  formats=["json", "md", "html"])
+    make_trainer(callbacks=[profiler, _BatchEnd()]).fit(model)
+    # the module's six (on_train_batch_start/end, on_before_zero_grad, on_before_backward, on_before_optimizer_step,
+    # configure_gradient_clipping), the strategy's on_train_batch_start, _BatchEnd's seven other batch hooks
+    notes = profiler.report["notes"]
+    assert len(notes) == 1 and notes[0].startswith("skip_empty_hooks=True: Lightning skipped 14 empty per-batch hook(s)")
+    assert "faster than the same run without the profiler" in notes[0]
+    assert json.loads((tmp_path / "bottlenecks.json").read_text())["notes"] == notes
+    assert f"> **Note:** {notes[0]}" in (tmp_path / "bottlenecks.md").read_text()
+    assert "<strong>Note:</strong> skip_empty_hooks=True" in (tmp_path / "bottlenecks.html").read_text()
+    assert "skip_empty_hooks=True" in capsys.readouterr().out
