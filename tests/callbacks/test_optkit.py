@@ -72,10 +72,11 @@ def test_summary_printed_once(monkeypatch) -> None:
 
     printed: list[str] = []
     monkeypatch.setattr(optkit_module, "rank_zero_info", printed.append)
-    kit = OptKit(profiler=False, precision=False)
+    kit = OptKit(profiler=False, precision=False, schedule={"decay": "linear", "warmup": 2})
     trainer = make_trainer(max_epochs=1, callbacks=[kit])
     trainer.fit(NoOptimizer())
     assert len(printed) == 1
+    assert ": linear decay, peak " in printed[0] and "linear warm-up 2 of " in printed[0]
     assert printed[0].startswith("lightning_optkit decisions")
     assert "optimizer:" in printed[0] and "schedule:" in printed[0]
     assert isinstance(trainer.optimizers[0], torch.optim.Optimizer)
