@@ -9,6 +9,7 @@ step and lets it write them into the param groups right before each optimizer up
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from lightning_optkit._checks import as_choice, as_int, fail
+from lightning_optkit._files import check_writable
 from lightning_optkit._trainer import record_decision, skipped_updates
 from lightning_optkit.callbacks.warmup_decay.driven import DrivenOptimizer
 from lightning_optkit.callbacks.warmup_decay.report import LRHistory, format_schedule, trap_warnings
@@ -65,7 +67,9 @@ class WarmupDecay(Callback):
         log_lr: Log the LR set, as ``lr-<Optimizer>[/<group>]``, through the trainer's loggers.
         logging_interval: Log every this many updates (``None``: ``trainer.log_every_n_steps``).
         verbose: Print the resolved schedule at fit start (rank zero).
-        plot_path: If set, write a PNG of the LR curve actually used at fit end (needs matplotlib).
+        plot_path: If set, write a PNG of the LR curve actually used at fit end (needs matplotlib);
+            an existing folder (or a path ending in ``/``) gets ``lr_curve.png`` inside it. Checked
+            at setup: a path that cannot be written fails before training.
 
     Example::
 
@@ -115,6 +119,7 @@ class WarmupDecay(Callback):
         self._saved: dict[str, Any] = {}
         self._steps_per_epoch: Optional[int] = None
         self._horizon: Optional[int] = None
+        self._plot_file: Optional[str] = None  # plot_path checked and resolved at setup
 
     @property
     def spec(self) -> ScheduleSpec:
@@ -146,6 +151,24 @@ class WarmupDecay(Callback):
         self._saved = dict(state_dict)
 
     # ------------------------------------------------------------------ hooks
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._plot_file = None
+        if stage != "fit" or not self.plot_path:
+            return
+        path = os.fspath(self.plot_path)
+        if os.path.isdir(path) or path.endswith(("/", os.sep)):
+            path = os.path.join(path, "lr_curve.png")
+        problem = check_writable(os.path.dirname(os.path.abspath(path))) if trainer.is_global_zero else None
+        if problem is None and os.path.isdir(path):
+            problem = "it is a folder"
+        if problem is not None:
+            raise MisconfigurationException(
+                f"WarmupDecay: plot_path={self.plot_path!r} cannot be written ({problem}). Pass a writable"
+                " file path such as plot_path='runs/lr_curve.png', or plot_path=None for no plot."
+            )
+        self._plot_file = path
+
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._driven, self._history = [], LRHistory()
@@ -202,11 +225,12 @@ class WarmupDecay(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.plot_path and trainer.is_global_zero and self.history:
+        path = self._plot_file or (self.plot_path and os.fspath(self.plot_path))
+        if path and trainer.is_global_zero and self.history:
             from lightning_optkit.schedules.plot import plot_lr_curves
 
             names = self._driven[0].names if self._driven else []
-            plot_lr_curves(self.history, names, self.plot_path, title="Learning rate used")
+            plot_lr_curves(self.history, names, path, title="Learning rate used")
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

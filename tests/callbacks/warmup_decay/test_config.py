@@ -185,6 +185,25 @@ def test_lr_curve_png_written_at_fit_end(tmp_path) -> None:
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_unwritable_plot_path_fails_at_setup_before_training(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    callback = WarmupDecay(warmup=2, plot_path=str(blocker / "lr.png"), verbose=False)
+    trainer = make_trainer(max_epochs=1, callbacks=[callback])
+    with pytest.raises(MisconfigurationException, match=r"plot_path=.*cannot be written.*plot_path=None"):
+        trainer.fit(TinyModel())
+    assert trainer.global_step == 0
+
+
+def test_plot_path_folder_gets_a_file_inside(tmp_path) -> None:
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    callback = WarmupDecay(warmup=2, plot_path=str(folder), verbose=False)
+    make_trainer(max_epochs=1, callbacks=[callback]).fit(TinyModel())
+    assert (folder / "lr_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "plots.png").exists()
+
+
 def test_callback_and_state_pickle() -> None:
     callback = WarmupDecay(warmup="5%", groups={"pg2": {"decay": "linear"}})
     clone = pickle.loads(pickle.dumps(callback))
