@@ -192,7 +192,9 @@ class WarmupDecay(Callback):
                 f" {', '.join(names)}. Key overrides by group name, by index ('1') or as"
                 " 'optimizer/group' ('0/1')."
             )
-        for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], trainer.max_steps):
+        limit = (f"max_steps={trainer.max_steps}" if trainer.max_steps not in (None, -1) and
+                 trainer.max_steps == self._horizon else f"max_epochs={trainer.max_epochs}")
+        for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], self._horizon, limit=limit):
             rank_zero_warn(f"WarmupDecay: {message}")
         rows = [row for d in self._driven for row in d.rows()]
         record_decision(trainer, "schedule", {"groups": rows, "count": self.count})

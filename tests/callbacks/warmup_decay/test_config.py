@@ -154,7 +154,14 @@ def test_double_scheduling_warns() -> None:
 
 def test_schedule_shorter_than_max_steps_warns() -> None:
     trainer = make_trainer(max_steps=8, callbacks=[WarmupDecay(warmup=1, total=5, verbose=False)])
-    with pytest.warns(UserWarning, match=r"holds the floor for the remaining 3 steps"):
+    with pytest.warns(UserWarning, match=r"max_steps=8 gives 8 steps; .* remaining 3 steps"):
+        trainer.fit(TinyModel())
+
+
+def test_schedule_shorter_than_max_epochs_warns() -> None:
+    # TinyModel: 8 batches per epoch, so max_epochs=2 is 16 optimizer steps
+    trainer = make_trainer(max_epochs=2, callbacks=[WarmupDecay(warmup=1, total=5, verbose=False)])
+    with pytest.warns(UserWarning, match=r"max_epochs=2 gives 16 steps; .* remaining 11 steps"):
         trainer.fit(TinyModel())
 
 
