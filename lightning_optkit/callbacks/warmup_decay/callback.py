@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -179,9 +180,13 @@ class WarmupDecay(Callback):
             else max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
         )
         self._horizon = None if horizon in (None, -1) or math.isinf(horizon) else int(horizon)
+        quick = bool(trainer.fast_dev_run)  # a smoke test of a step or a few: no schedule advice
         try:
-            for index in self._indices(trainer):
-                self._driven.append(self._drive(index, trainer.optimizers[index]))
+            with warnings.catch_warnings():
+                if quick:
+                    warnings.filterwarnings("ignore", message=r".*warmup.*", category=UserWarning)
+                for index in self._indices(trainer):
+                    self._driven.append(self._drive(index, trainer.optimizers[index]))
         except ValueError as err:
             raise MisconfigurationException(f"WarmupDecay: {err}") from None
         unmatched = self.plan.unmatched(g.key for d in self._driven for g in d.groups)
@@ -195,7 +200,8 @@ class WarmupDecay(Callback):
         limit = (f"max_steps={trainer.max_steps}" if trainer.max_steps not in (None, -1) and
                  trainer.max_steps == self._horizon else f"max_epochs={trainer.max_epochs}")
         for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], self._horizon, limit=limit):
-            rank_zero_warn(f"WarmupDecay: {message}")
+            if not (quick and "holds the floor" in message):
+                rank_zero_warn(f"WarmupDecay: {message}")
         rows = [row for d in self._driven for row in d.rows()]
         record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
         if self.verbose:

@@ -278,3 +278,16 @@ def test_cli_arguments_from_the_command_line(tmp_path, monkeypatch) -> None:
     assert str(callback.spec.warmup) == "3ep"
     assert callback.spec.decay == "wsd" and dict(callback.spec.options) == {"decay_fraction": 0.3}
     assert callback.spec.min_lr_ratio == 0.05
+
+
+def test_fast_dev_run_is_quiet() -> None:
+    import warnings
+
+    callbacks = [WarmupDecay(verbose=False), WarmupDecay(warmup="auto", verbose=False, total=3)]
+    for callback in callbacks:
+        trainer = make_trainer(fast_dev_run=True, callbacks=[callback])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(TinyModel())
+        assert not [w for w in caught if "WarmupDecay" in str(w.message) or "warmup" in str(w.message)]
+        assert trainer.global_step == 1
