@@ -124,6 +124,8 @@ class OptKit(Callback):
                 self.parts[name] = cls(**kwargs)
             except TypeError as err:
                 raise ValueError(f"{name}={value!r}: {err}; see {cls.__name__}'s arguments") from None
+            if name == "schedule" and "warmup" not in kwargs:
+                self.parts[name].warmup_default_of = "OptKit"  # named when the default cannot apply
         self._printed = False
 
     @property

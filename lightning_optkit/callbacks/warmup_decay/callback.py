@@ -121,6 +121,7 @@ class WarmupDecay(Callback):
         self._steps_per_epoch: Optional[int] = None
         self._horizon: Optional[int] = None
         self._plot_file: Optional[str] = None  # plot_path checked and resolved at setup
+        self.warmup_default_of: Optional[str] = None  # set by OptKit when it chose the warm-up
 
     @property
     def spec(self) -> ScheduleSpec:
@@ -188,7 +189,7 @@ class WarmupDecay(Callback):
                 for index in self._indices(trainer):
                     self._driven.append(self._drive(index, trainer.optimizers[index]))
         except ValueError as err:
-            raise MisconfigurationException(f"WarmupDecay: {err}") from None
+            raise MisconfigurationException(f"WarmupDecay: {self._explain(err)}") from None
         unmatched = self.plan.unmatched(g.key for d in self._driven for g in d.groups)
         if unmatched:
             names = [f"{d.index}/{j} ({n})" for d in self._driven for j, n in enumerate(d.names)]
@@ -272,6 +273,19 @@ class WarmupDecay(Callback):
                                  beta2=beta2, path=path, max_rows=max_rows)
 
     # ------------------------------------------------------------------ internals
+    def _explain(self, err: ValueError) -> str:
+        """The error, saying so when the warm-up that cannot be resolved is a default the user never set."""
+        text = str(err)
+        marker = f"warmup={self.spec.warmup} is a share of the run's length"
+        if self.warmup_default_of and marker in text:
+            where = text[:text.index(marker)]
+            owner = self.warmup_default_of
+            text = (f"{where}the warm-up {self.spec.warmup} is {owner}'s default, a share of the run's"
+                    " length, which is unknown here (an iterable data set has no length, so max_epochs"
+                    f" gives no step count). Set Trainer(max_steps=...), or give the warm-up in steps:"
+                    f" {owner}(schedule={{'warmup': 500}})")
+        return text
+
     def _indices(self, trainer: pl.Trainer) -> list[int]:
         count = len(trainer.optimizers)
         if self.optimizer_indices is None:
