@@ -291,3 +291,41 @@ def test_fast_dev_run_is_quiet() -> None:
             trainer.fit(TinyModel())
         assert not [w for w in caught if "WarmupDecay" in str(w.message) or "warmup" in str(w.message)]
         assert trainer.global_step == 1
+
+
+def _cli(args: list[str], monkeypatch):
+    import sys
+
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    return LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                        run=False, args=args, save_config_callback=None)
+
+
+def test_readme_command_line_override_of_the_last_callback(monkeypatch) -> None:
+    config = os.path.join(REPO, "examples", "configs", "schedule_cosine.yaml")
+    cli = _cli(["--config", config, "--trainer.callbacks.warmup=3ep", "--trainer.callbacks.decay=wsd"], monkeypatch)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, WarmupDecay)]
+    assert str(callback.spec.warmup) == "3ep" and callback.spec.decay == "wsd"
+    assert callback.spec.min_lr_ratio == 0.1  # the config's other arguments are kept
+
+
+def test_command_line_override_of_a_callback_at_any_position(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        "trainer:\n  logger: false\n  callbacks:\n"
+        "    - class_path: lightning_optkit.WarmupDecay\n      init_args: {warmup: 5%, min_lr_ratio: 0.2}\n"
+        "    - class_path: lightning.pytorch.callbacks.LearningRateMonitor\n"
+        "model:\n  class_path: tests.helpers.models.TinyModel\n"
+        "data:\n  class_path: lightning_optkit.demo.DigitsDataModule\n"
+    )
+    # one entry per callback, in order: {} keeps an entry as the config has it
+    cli = _cli(["--config", str(config), "--trainer.callbacks=[{init_args: {warmup: 3ep, decay: linear}}, {}]"],
+               monkeypatch)
+    callback = cli.trainer.callbacks[0]
+    assert isinstance(callback, WarmupDecay)
+    assert str(callback.spec.warmup) == "3ep" and callback.spec.decay == "linear"
+    assert callback.spec.min_lr_ratio == 0.2
+    assert type(cli.trainer.callbacks[1]).__name__ == "LearningRateMonitor"
