@@ -61,9 +61,13 @@ def format_decisions(decisions: dict[str, dict[str, Any]]) -> str:
         for group in summary.get("groups", [])[:8]:
             if isinstance(group, dict) and "warmup_steps" in group:
                 floor = group.get("floor_lr")
+                described = group.get("schedule") or {}
+                warm = (described.get("warmup") or {}).get("shape")
                 lines.append(
-                    f"    group {group.get('group')}: peak {group.get('peak_lr'):.3g},"
-                    f" warm-up {group.get('warmup_steps')} of {group.get('total_steps')} steps,"
+                    f"    group {group.get('group')}: {described.get('shape', '?')} decay,"
+                    f" peak {group.get('peak_lr'):.3g},"
+                    f" {warm + ' ' if warm else ''}warm-up {group.get('warmup_steps')} of"
+                    f" {group.get('total_steps')} steps,"
                     f" floor {'n/a' if floor is None else format(floor, '.3g')}"
                 )
         reasons = summary.get("reasons") or []
@@ -120,6 +124,8 @@ class OptKit(Callback):
                 self.parts[name] = cls(**kwargs)
             except TypeError as err:
                 raise ValueError(f"{name}={value!r}: {err}; see {cls.__name__}'s arguments") from None
+            if name == "schedule" and "warmup" not in kwargs:
+                self.parts[name].warmup_default_of = "OptKit"  # named when the default cannot apply
         self._printed = False
 
     @property

@@ -7,13 +7,13 @@ import math
 import sys
 from typing import Any
 
-__all__ = ["add_arguments", "run", "horizon_of"]
+__all__ = ["add_arguments", "run", "horizon_of", "schedule_callbacks"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options."""
     parser.add_argument("--config", "-c", required=True, action="append",
-                        help="LightningCLI config file(s) with a WarmupDecay callback")
+                        help="LightningCLI config file(s) with a WarmupDecay callback (or OptKit)")
     parser.add_argument("--png", default=None, help="write a PNG of the curves here")
     parser.add_argument("--rows", type=int, default=30, help="about how many table rows to print")
     parser.add_argument("--total-steps", type=int, default=None,
@@ -55,20 +55,49 @@ def _param_groups_of(model: Any) -> list[dict[str, Any]]:
     return list(getattr(configured, "param_groups", []))
 
 
+def _has_data_section(paths: list[str]) -> bool:
+    """Whether any of the config files has a ``data:`` section (else the model brings its loaders)."""
+    import yaml
+
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+        if isinstance(config, dict) and config.get("data") is not None:
+            return True
+    return False
+
+
+def schedule_callbacks(callbacks: list[Any]) -> list[Any]:
+    """The WarmupDecay callbacks among ``callbacks``, those inside an ``OptKit`` included."""
+    from lightning_optkit.callbacks.optkit import OptKit
+    from lightning_optkit.callbacks.warmup_decay import WarmupDecay
+
+    found = []
+    for callback in callbacks:
+        parts = callback.callbacks if isinstance(callback, OptKit) else [callback]
+        found.extend(part for part in parts if isinstance(part, WarmupDecay))
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     """Preview the LR schedule of a LightningCLI config (table and PNG) without training."""
+    from unittest import mock
+
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
-    from lightning_optkit.callbacks.warmup_decay import WarmupDecay
     from lightning_optkit.schedules.preview import format_rows
 
     cli_args = [arg for path in args.config for arg in ("--config", path)]
-    cli = LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True,
-                       subclass_mode_data=True, run=False, args=cli_args, save_config_callback=None)
-    found = [c for c in cli.trainer.callbacks if isinstance(c, WarmupDecay)]
+    data_class = LightningDataModule if _has_data_section(args.config) else None
+    # the process's own arguments are this command's, not the config's: LightningCLI reads only ``args``
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        cli = LightningCLI(LightningModule, data_class, subclass_mode_model=True,
+                           subclass_mode_data=True, run=False, args=cli_args, save_config_callback=None)
+    found = schedule_callbacks(cli.trainer.callbacks)
     if not found:
-        print("No WarmupDecay callback in trainer.callbacks of the config.", file=sys.stderr)
+        print("No WarmupDecay callback (or OptKit with a schedule) in trainer.callbacks of the config.",
+              file=sys.stderr)
         return 2
     total, per_epoch = args.total_steps, None
     if total is None:
@@ -88,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     names = [str(g.get("name", f"pg{j + 1}")) for j, g in enumerate(groups)] or ["multiplier"]
     betas = groups[0].get("betas") if groups else None
     beta2 = float(betas[1]) if betas else 0.999
-    rows = found[0].preview(total, steps_per_epoch=per_epoch, base_lrs=bases, names=names,
+    rows = found[0].preview(total, steps_per_epoch=per_epoch, base_lrs=bases if groups else None, names=names,
                             beta2=beta2, path=args.png, max_rows=args.rows)
     print(f"Schedule over {total} optimizer steps ({per_epoch or '?'} per epoch):")
     print(format_rows(rows))

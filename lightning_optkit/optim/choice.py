@@ -82,6 +82,10 @@ class Choice(OptimizerSpec):
             optimizer.train()  # type: ignore[attr-defined]
         return optimizer
 
+    def __str__(self) -> str:
+        """The formatted explanation (:func:`format_choice`); ``repr`` keeps the dataclass fields."""
+        return format_choice(self)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
         return asdict(self)

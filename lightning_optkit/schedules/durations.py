@@ -55,6 +55,7 @@ def parse_duration(value: DurationSpec, *, name: str = "duration") -> Duration:
     Args:
         value: The duration as written by the user.
         name: The argument's name, for the error message.
+        where: Prefix of the error message (which optimizer and group).
     """
     if isinstance(value, bool):
         raise ValueError(f"{name}={value!r} is not a duration; use {_HINT}")
@@ -99,7 +100,7 @@ def _ceil(x: float) -> int:
 
 
 def resolve_duration(
-    duration: Duration, *, total: int | None, steps_per_epoch: int | None, name: str = "duration"
+    duration: Duration, *, total: int | None, steps_per_epoch: int | None, name: str = "duration", where: str = ""
 ) -> int:
     """Turn ``duration`` into optimizer steps.
 
@@ -108,19 +109,21 @@ def resolve_duration(
         total: The total steps the fraction refers to (``None`` if unknown).
         steps_per_epoch: Optimizer steps per epoch (``None`` if unknown, e.g. an iterable data set).
         name: The argument's name, for the error message.
+        where: Prefix of the error message (which optimizer and group).
     """
     if duration.unit == "steps":
         return int(duration.value)
     if duration.unit == "fraction":
         if total is None:
             raise ValueError(
-                f"{name}={duration} is a share of the total, but the total is unknown; give {name}"
-                " in steps, or set the total (or the Trainer's max_steps)"
+                f"{where}{name}={duration} is a share of the run's length, which is unknown (an iterable"
+                f" data set has no length, so max_epochs gives no step count). Give {name} in steps"
+                f" (such as {name}=500), or set Trainer(max_steps=...) or WarmupDecay(total=<steps>)"
             )
         return _ceil(duration.value * total)
     if steps_per_epoch is None:
         raise ValueError(
-            f"{name}={duration} is in epochs, but the steps per epoch are unknown (an iterable data"
+            f"{where}{name}={duration} is in epochs, but the steps per epoch are unknown (an iterable data"
             f" set has no length); give {name} in steps such as '500st'"
         )
     return _ceil(duration.value * steps_per_epoch)

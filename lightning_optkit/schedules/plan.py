@@ -223,5 +223,6 @@ class SchedulePlan:
             schedules.append(schedule)
             warmups.append(warmup)
         if path:
-            plot_preview(schedules, bases, labels, total=total, warmups=warmups, path=path)
+            ylabel = "learning rate" if base_lrs else "LR multiplier (x each group's base LR)"
+            plot_preview(schedules, bases, labels, total=total, warmups=warmups, path=path, ylabel=ylabel)
         return preview_rows(schedules, bases, labels, total=total, marks=tuple(warmups), max_rows=max_rows)

@@ -65,6 +65,7 @@ def plot_preview(
     total: int,
     warmups: Sequence[int],
     path: str,
+    ylabel: str = "learning rate",
 ) -> str:
     """Write a PNG of every group's LR over ``total`` steps (and a twentieth past it); needs matplotlib.
 
@@ -75,6 +76,7 @@ def plot_preview(
         total: The schedule's length in steps (marked as the horizon).
         warmups: The groups' warm-up lengths (their ends are marked).
         path: Where to write the PNG.
+        ylabel: The y axis's label (``"LR multiplier"`` when ``base_lrs`` are all 1).
 
     Returns:
         ``path``.
@@ -84,4 +86,5 @@ def plot_preview(
     horizon = range(0, total + max(1, total // 20))
     dense = [(s, [b * f(s) for f, b in zip(schedules, base_lrs)]) for s in horizon]
     marks = [(w, "warm-up end") for w in sorted(set(warmups)) if w > 0] + [(total, "horizon")]
-    return plot_lr_curves(dense, names, path, title="Learning-rate schedule (preview)", marks=marks)
+    return plot_lr_curves(dense, names, path, title="Learning-rate schedule (preview)", marks=marks,
+                          ylabel=ylabel)

@@ -134,17 +134,32 @@ def cosine_restarts(step: int, plan: Plan) -> float:
 
 def _resolve_exponential(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
     gamma, half_life = opts.get("gamma"), opts.get("half_life")
+    if gamma is None and half_life is None and ctx.min_lr_ratio > 0:
+        return _exponential_to_floor(ctx)
     if (gamma is None) == (half_life is None):
         raise fail("gamma/half_life", (gamma, half_life),
                    "decay='exponential' needs exactly one of gamma (factor per step, in (0, 1]) "
-                   "and half_life (steps until the LR halves, > 0)",
-                   "pass e.g. gamma=0.999 or half_life=1000")
+                   "and half_life (steps until the LR halves, > 0), or min_lr_ratio > 0 (the rate "
+                   "then reaches the floor at the last scheduled step)",
+                   "pass e.g. gamma=0.999, half_life=1000 or min_lr_ratio=0.01")
     if gamma is not None:
         rate = as_float("gamma", gamma, low=0.0, high=1.0, low_open=True, example=0.999)
     else:
         life = as_float("half_life", half_life, low=0.0, low_open=True, example=1000)
         rate = 0.5 ** (1.0 / life)
     return {"gamma": gamma, "half_life": half_life, "_rate": rate}
+
+
+def _exponential_to_floor(ctx: Context) -> dict[str, Any]:
+    """The rate that takes the LR from the peak to the floor at the last scheduled step ``T - 1``."""
+    if ctx.total_steps is None:
+        raise fail("total_steps", None,
+                   "decay='exponential' with only min_lr_ratio derives its rate from the floor and the "
+                   "horizon, which is unknown",
+                   "pass total_steps (or a trainer horizon: max_steps / max_epochs), or gamma / half_life")
+    span = ctx.total_steps - ctx.warmup_steps - 1
+    rate = 1.0 if span <= 0 or ctx.min_lr_ratio >= 1.0 else ctx.min_lr_ratio ** (1.0 / span)
+    return {"gamma": None, "half_life": None, "_rate": rate, "_to_floor": True}
 
 
 @register_shape(
@@ -155,8 +170,20 @@ def _resolve_exponential(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:
     example={"half_life": 7},
 )
 def exponential(step: int, plan: Plan) -> float:
-    """Exponential decay: ``gamma ** (step - W)`` (``gamma = 0.5 ** (1 / half_life)``)."""
-    return plan.values["_rate"] ** (step - plan.warmup_steps)
+    """Exponential decay: ``gamma ** (step - W)`` (``gamma = 0.5 ** (1 / half_life)``).
+
+    With neither option (and ``min_lr_ratio > 0``) the multiplier itself is ``rate ** (step - W)``
+    with ``rate = floor ** (1 / (T - W - 1))``: the last scheduled step runs at exactly the floor.
+    """
+    values = plan.values
+    if values.get("_to_floor"):
+        floor = plan.floor
+        if floor >= 1.0:
+            return 1.0
+        if plan.total_steps is not None and step >= plan.total_steps - 1:
+            return 0.0
+        return max(0.0, (values["_rate"] ** (step - plan.warmup_steps) - floor) / (1.0 - floor))
+    return values["_rate"] ** (step - plan.warmup_steps)
 
 
 def _resolve_step(opts: dict[str, Any], ctx: Context) -> dict[str, Any]:

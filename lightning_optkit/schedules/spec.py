@@ -174,7 +174,8 @@ class ScheduleSpec:
                 " Set warmup to a share such as '5%' for short runs."
             )
         assert isinstance(self.warmup, Duration)
-        steps = resolve_duration(self.warmup, total=total, steps_per_epoch=steps_per_epoch, name=f"{where}warmup")
+        steps = resolve_duration(self.warmup, total=total, steps_per_epoch=steps_per_epoch, name="warmup",
+                                 where=where)
         if total is not None and steps == total:
             return max(total - 1, 0), (
                 f"{where}warmup={self.warmup} is as long as the schedule ({total} steps): it would never"

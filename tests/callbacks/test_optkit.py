@@ -72,10 +72,40 @@ def test_summary_printed_once(monkeypatch) -> None:
 
     printed: list[str] = []
     monkeypatch.setattr(optkit_module, "rank_zero_info", printed.append)
-    kit = OptKit(profiler=False, precision=False)
+    kit = OptKit(profiler=False, precision=False, schedule={"decay": "linear", "warmup": 2})
     trainer = make_trainer(max_epochs=1, callbacks=[kit])
     trainer.fit(NoOptimizer())
     assert len(printed) == 1
+    assert ": linear decay, peak " in printed[0] and "linear warm-up 2 of " in printed[0]
     assert printed[0].startswith("lightning_optkit decisions")
     assert "optimizer:" in printed[0] and "schedule:" in printed[0]
     assert isinstance(trainer.optimizers[0], torch.optim.Optimizer)
+
+
+def test_iterable_data_with_max_epochs_names_optkits_default_warmup() -> None:
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from tests.helpers.models import TinyModel
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for _ in range(6):
+                yield torch.randn(16), torch.randn(1)
+
+    class StreamModel(TinyModel):
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(Stream(), batch_size=2)
+
+    kit = OptKit(optimizer=False, precision=False, profiler=False)
+    trainer = make_trainer(max_epochs=2, callbacks=[kit])
+    with pytest.raises(MisconfigurationException) as info:
+        trainer.fit(StreamModel())
+    text = str(info.value)
+    assert "group 'pg1': the warm-up 5% is OptKit's default, a share of the run's length" in text
+    assert "Trainer(max_steps=...)" in text and "OptKit(schedule={'warmup': 500})" in text
+    # the user's own share is not called a default
+    kit = OptKit(optimizer=False, precision=False, profiler=False, schedule={"warmup": "10%"})
+    with pytest.raises(MisconfigurationException) as info:
+        make_trainer(max_epochs=2, callbacks=[kit]).fit(StreamModel())
+    assert "warmup=10% is a share" in str(info.value) and "default" not in str(info.value)

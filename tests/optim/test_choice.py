@@ -36,6 +36,8 @@ def test_printout_and_hparams() -> None:
     choice.groups = [{"name": "decay", "tensors": 2, "numel": 100, "weight_decay": 5e-4,
                       "lr_mult": 1.0, "lr": 0.1}]
     text = format_choice(choice)
+    assert str(choice) == text and f"{choice}" == text  # print(callback.choice) explains
+    assert repr(choice).startswith("Choice(")
     assert text.splitlines()[0].startswith("AutoOptimizer (rules): sgd lr=0.1")
     assert "winner sgd@1e-01, losers' cost 24 steps (budget 32)" in text
     assert "adamw@3e-03" in text and "clearly behind" in text and "group decay" in text

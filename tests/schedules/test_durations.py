@@ -45,7 +45,7 @@ def test_resolve_against_a_horizon() -> None:
 
 
 def test_unknown_horizon_names_the_argument() -> None:
-    with pytest.raises(ValueError, match=r"warmup=5% is a share of the total, but the total is unknown"):
+    with pytest.raises(ValueError, match=r"warmup=5% is a share of the run.s length, which is unknown"):
         resolve_duration(parse_duration("5%"), total=None, steps_per_epoch=10, name="warmup")
     with pytest.raises(ValueError, match=r"total=3ep is in epochs, but the steps per epoch are unknown"):
         resolve_duration(parse_duration("3ep"), total=100, steps_per_epoch=None, name="total")

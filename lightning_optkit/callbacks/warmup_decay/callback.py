@@ -9,6 +9,8 @@ step and lets it write them into the param groups right before each optimizer up
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -19,6 +21,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from lightning_optkit._checks import as_choice, as_int, fail
+from lightning_optkit._files import check_writable
 from lightning_optkit._trainer import record_decision, skipped_updates
 from lightning_optkit.callbacks.warmup_decay.driven import DrivenOptimizer
 from lightning_optkit.callbacks.warmup_decay.report import LRHistory, format_schedule, trap_warnings
@@ -65,7 +68,9 @@ class WarmupDecay(Callback):
         log_lr: Log the LR set, as ``lr-<Optimizer>[/<group>]``, through the trainer's loggers.
         logging_interval: Log every this many updates (``None``: ``trainer.log_every_n_steps``).
         verbose: Print the resolved schedule at fit start (rank zero).
-        plot_path: If set, write a PNG of the LR curve actually used at fit end (needs matplotlib).
+        plot_path: If set, write a PNG of the LR curve actually used at fit end (needs matplotlib);
+            an existing folder (or a path ending in ``/``) gets ``lr_curve.png`` inside it. Checked
+            at setup: a path that cannot be written fails before training.
 
     Example::
 
@@ -115,6 +120,8 @@ class WarmupDecay(Callback):
         self._saved: dict[str, Any] = {}
         self._steps_per_epoch: Optional[int] = None
         self._horizon: Optional[int] = None
+        self._plot_file: Optional[str] = None  # plot_path checked and resolved at setup
+        self.warmup_default_of: Optional[str] = None  # set by OptKit when it chose the warm-up
 
     @property
     def spec(self) -> ScheduleSpec:
@@ -147,6 +154,24 @@ class WarmupDecay(Callback):
 
     # ------------------------------------------------------------------ hooks
     @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._plot_file = None
+        if stage != "fit" or not self.plot_path:
+            return
+        path = os.fspath(self.plot_path)
+        if os.path.isdir(path) or path.endswith(("/", os.sep)):
+            path = os.path.join(path, "lr_curve.png")
+        problem = check_writable(os.path.dirname(os.path.abspath(path))) if trainer.is_global_zero else None
+        if problem is None and os.path.isdir(path):
+            problem = "it is a folder"
+        if problem is not None:
+            raise MisconfigurationException(
+                f"WarmupDecay: plot_path={self.plot_path!r} cannot be written ({problem}). Pass a writable"
+                " file path such as plot_path='runs/lr_curve.png', or plot_path=None for no plot."
+            )
+        self._plot_file = path
+
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._driven, self._history = [], LRHistory()
         horizon = trainer.estimated_stepping_batches
@@ -156,11 +181,15 @@ class WarmupDecay(Callback):
             else max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
         )
         self._horizon = None if horizon in (None, -1) or math.isinf(horizon) else int(horizon)
+        quick = bool(trainer.fast_dev_run)  # a smoke test of a step or a few: no schedule advice
         try:
-            for index in self._indices(trainer):
-                self._driven.append(self._drive(index, trainer.optimizers[index]))
+            with warnings.catch_warnings():
+                if quick:
+                    warnings.filterwarnings("ignore", message=r".*warmup.*", category=UserWarning)
+                for index in self._indices(trainer):
+                    self._driven.append(self._drive(index, trainer.optimizers[index]))
         except ValueError as err:
-            raise MisconfigurationException(f"WarmupDecay: {err}") from None
+            raise MisconfigurationException(f"WarmupDecay: {self._explain(err)}") from None
         unmatched = self.plan.unmatched(g.key for d in self._driven for g in d.groups)
         if unmatched:
             names = [f"{d.index}/{j} ({n})" for d in self._driven for j, n in enumerate(d.names)]
@@ -169,8 +198,11 @@ class WarmupDecay(Callback):
                 f" {', '.join(names)}. Key overrides by group name, by index ('1') or as"
                 " 'optimizer/group' ('0/1')."
             )
-        for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], trainer.max_steps):
-            rank_zero_warn(f"WarmupDecay: {message}")
+        limit = (f"max_steps={trainer.max_steps}" if trainer.max_steps not in (None, -1) and
+                 trainer.max_steps == self._horizon else f"max_epochs={trainer.max_epochs}")
+        for message in trap_warnings(self._driven, trainer.lr_scheduler_configs or [], self._horizon, limit=limit):
+            if not (quick and "holds the floor" in message):
+                rank_zero_warn(f"WarmupDecay: {message}")
         rows = [row for d in self._driven for row in d.rows()]
         record_decision(trainer, "schedule", {"groups": rows, "count": self.count})
         if self.verbose:
@@ -202,11 +234,12 @@ class WarmupDecay(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.plot_path and trainer.is_global_zero and self.history:
+        path = self._plot_file or (self.plot_path and os.fspath(self.plot_path))
+        if path and trainer.is_global_zero and self.history:
             from lightning_optkit.schedules.plot import plot_lr_curves
 
             names = self._driven[0].names if self._driven else []
-            plot_lr_curves(self.history, names, self.plot_path, title="Learning rate used")
+            plot_lr_curves(self.history, names, path, title="Learning rate used")
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -240,6 +273,19 @@ class WarmupDecay(Callback):
                                  beta2=beta2, path=path, max_rows=max_rows)
 
     # ------------------------------------------------------------------ internals
+    def _explain(self, err: ValueError) -> str:
+        """The error, saying so when the warm-up that cannot be resolved is a default the user never set."""
+        text = str(err)
+        marker = f"warmup={self.spec.warmup} is a share of the run's length"
+        if self.warmup_default_of and marker in text:
+            where = text[:text.index(marker)]
+            owner = self.warmup_default_of
+            text = (f"{where}the warm-up {self.spec.warmup} is {owner}'s default, a share of the run's"
+                    " length, which is unknown here (an iterable data set has no length, so max_epochs"
+                    f" gives no step count). Set Trainer(max_steps=...), or give the warm-up in steps:"
+                    f" {owner}(schedule={{'warmup': 500}})")
+        return text
+
     def _indices(self, trainer: pl.Trainer) -> list[int]:
         count = len(trainer.optimizers)
         if self.optimizer_indices is None:

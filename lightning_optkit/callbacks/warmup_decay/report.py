@@ -24,13 +24,17 @@ def format_schedule(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def trap_warnings(driven: Sequence[DrivenOptimizer], schedulers: Sequence[Any], max_steps: int) -> list[str]:
-    """Messages for the traps found at fit start: double scheduling, a schedule shorter than max_steps.
+def trap_warnings(
+    driven: Sequence[DrivenOptimizer], schedulers: Sequence[Any], horizon: int | None, *, limit: str = ""
+) -> list[str]:
+    """Messages for the traps found at fit start: double scheduling, a schedule shorter than the run.
 
     Args:
         driven: The driven optimizers.
         schedulers: The Trainer's ``lr_scheduler_configs``.
-        max_steps: The Trainer's ``max_steps`` (-1: none).
+        horizon: The run's length in optimizer steps (``Trainer.estimated_stepping_batches``,
+            from ``max_steps`` or ``max_epochs``); ``None`` when unknown.
+        limit: What sets that length, for the message (e.g. ``"max_epochs=10"``).
     """
     messages = []
     driven_ids = {id(d.optimizer) for d in driven}
@@ -42,10 +46,11 @@ def trap_warnings(driven: Sequence[DrivenOptimizer], schedulers: Sequence[Any], 
                 " Return only the optimizer, or pass optimizers=[...] to leave it out."
             )
     for d in driven:
-        if d.total is not None and 0 < max_steps and d.total < max_steps:
+        if d.total is not None and horizon is not None and 0 < horizon and d.total < horizon:
+            run = f"{limit} gives {horizon} steps" if limit else f"the run has {horizon} steps"
             messages.append(
-                f"the schedule ends after {d.total} steps but max_steps={max_steps}; the LR holds"
-                f" the floor for the remaining {max_steps - d.total} steps."
+                f"the schedule ends after {d.total} steps but {run}; the LR holds"
+                f" the floor for the remaining {horizon - d.total} steps."
             )
     return messages
 

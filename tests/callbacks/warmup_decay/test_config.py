@@ -154,7 +154,14 @@ def test_double_scheduling_warns() -> None:
 
 def test_schedule_shorter_than_max_steps_warns() -> None:
     trainer = make_trainer(max_steps=8, callbacks=[WarmupDecay(warmup=1, total=5, verbose=False)])
-    with pytest.warns(UserWarning, match=r"holds the floor for the remaining 3 steps"):
+    with pytest.warns(UserWarning, match=r"max_steps=8 gives 8 steps; .* remaining 3 steps"):
+        trainer.fit(TinyModel())
+
+
+def test_schedule_shorter_than_max_epochs_warns() -> None:
+    # TinyModel: 8 batches per epoch, so max_epochs=2 is 16 optimizer steps
+    trainer = make_trainer(max_epochs=2, callbacks=[WarmupDecay(warmup=1, total=5, verbose=False)])
+    with pytest.warns(UserWarning, match=r"max_epochs=2 gives 16 steps; .* remaining 11 steps"):
         trainer.fit(TinyModel())
 
 
@@ -183,6 +190,25 @@ def test_lr_curve_png_written_at_fit_end(tmp_path) -> None:
     trainer = make_trainer(max_epochs=1, callbacks=[callback])
     trainer.fit(TinyModel())
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unwritable_plot_path_fails_at_setup_before_training(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    callback = WarmupDecay(warmup=2, plot_path=str(blocker / "lr.png"), verbose=False)
+    trainer = make_trainer(max_epochs=1, callbacks=[callback])
+    with pytest.raises(MisconfigurationException, match=r"plot_path=.*cannot be written.*plot_path=None"):
+        trainer.fit(TinyModel())
+    assert trainer.global_step == 0
+
+
+def test_plot_path_folder_gets_a_file_inside(tmp_path) -> None:
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    callback = WarmupDecay(warmup=2, plot_path=str(folder), verbose=False)
+    make_trainer(max_epochs=1, callbacks=[callback]).fit(TinyModel())
+    assert (folder / "lr_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "plots.png").exists()
 
 
 def test_callback_and_state_pickle() -> None:
@@ -252,3 +278,54 @@ def test_cli_arguments_from_the_command_line(tmp_path, monkeypatch) -> None:
     assert str(callback.spec.warmup) == "3ep"
     assert callback.spec.decay == "wsd" and dict(callback.spec.options) == {"decay_fraction": 0.3}
     assert callback.spec.min_lr_ratio == 0.05
+
+
+def test_fast_dev_run_is_quiet() -> None:
+    import warnings
+
+    callbacks = [WarmupDecay(verbose=False), WarmupDecay(warmup="auto", verbose=False, total=3)]
+    for callback in callbacks:
+        trainer = make_trainer(fast_dev_run=True, callbacks=[callback])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(TinyModel())
+        assert not [w for w in caught if "WarmupDecay" in str(w.message) or "warmup" in str(w.message)]
+        assert trainer.global_step == 1
+
+
+def _cli(args: list[str], monkeypatch):
+    import sys
+
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    return LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                        run=False, args=args, save_config_callback=None)
+
+
+def test_readme_command_line_override_of_the_last_callback(monkeypatch) -> None:
+    config = os.path.join(REPO, "examples", "configs", "schedule_cosine.yaml")
+    cli = _cli(["--config", config, "--trainer.callbacks.warmup=3ep", "--trainer.callbacks.decay=wsd"], monkeypatch)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, WarmupDecay)]
+    assert str(callback.spec.warmup) == "3ep" and callback.spec.decay == "wsd"
+    assert callback.spec.min_lr_ratio == 0.1  # the config's other arguments are kept
+
+
+def test_command_line_override_of_a_callback_at_any_position(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        "trainer:\n  logger: false\n  callbacks:\n"
+        "    - class_path: lightning_optkit.WarmupDecay\n      init_args: {warmup: 5%, min_lr_ratio: 0.2}\n"
+        "    - class_path: lightning.pytorch.callbacks.LearningRateMonitor\n"
+        "model:\n  class_path: tests.helpers.models.TinyModel\n"
+        "data:\n  class_path: lightning_optkit.demo.DigitsDataModule\n"
+    )
+    # one entry per callback, in order: {} keeps an entry as the config has it
+    cli = _cli(["--config", str(config), "--trainer.callbacks=[{init_args: {warmup: 3ep, decay: linear}}, {}]"],
+               monkeypatch)
+    callback = cli.trainer.callbacks[0]
+    assert isinstance(callback, WarmupDecay)
+    assert str(callback.spec.warmup) == "3ep" and callback.spec.decay == "linear"
+    assert callback.spec.min_lr_ratio == 0.2
+    assert type(cli.trainer.callbacks[1]).__name__ == "LearningRateMonitor"
