@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,7 +120,8 @@ def print_console(report: dict[str, Any], use_rich: bool = True) -> None:
         table.add_row(str(i), f["code"], f["severity"], _pct(f["share"]), f["where"], f["recommendation"])
     if not report["findings"]:
         table.add_row("-", "none", "-", "-", "-", "no bottleneck found")
-    console = Console()
+    # a log file (not a terminal) gets wide rows instead of rich's 80-column default
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(table)
     for note in report.get("notes") or []:
         console.print(f"note: {note}", markup=False)

@@ -31,7 +31,8 @@ def test_race_then_probe_each_in_its_own_phase(tmp_path) -> None:
         precision={"mode": "auto"},
         profiler={"dirpath": str(tmp_path), "console": False},
     )
-    trainer = make_trainer(max_epochs=25, callbacks=[kit, recorder], default_root_dir=tmp_path)
+    # deterministic=False: the probe times its candidates (a deterministic run decides by rule)
+    trainer = make_trainer(max_epochs=25, callbacks=[kit, recorder], default_root_dir=tmp_path, deterministic=False)
     with mock.patch("lightning_optkit.plugins.auto_precision.plugin.probe_hardware", return_value=AMX_CPU):
         trainer.fit(NoOptimizer())
     decisions = run_notes(trainer).decisions

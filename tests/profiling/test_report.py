@@ -150,3 +150,17 @@ def test_directory_nobody_can_create_is_reported(tmp_path) -> None:
     problem = files.check_writable(str(blocker / "reports"))
     assert problem is not None and problem.startswith("NotADirectoryError: ")
     assert blocker.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_console_table_is_not_squeezed_when_the_output_is_not_a_terminal(capsys) -> None:
+    pytest.importorskip("rich")
+    from lightning_optkit.profiling import render
+
+    finding = {"code": "dataloader", "severity": "high", "share": 0.5, "where": "DataLoader(num_workers=0)",
+               "recommendation": "Data loading blocks the training loop: set DataLoader(num_workers=N, "
+                                 "persistent_workers=True) in your LightningDataModule."}
+    report = {"steps_measured": 10, "step_time": {"median": 0.01}, "findings": [finding], "phases": {}}
+    render.print_console(report)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) > 80
+    assert "persistent_workers=True) in your LightningDataModule." in out
