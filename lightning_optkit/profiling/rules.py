@@ -98,7 +98,9 @@ def rule_small_steps(m: Measurements) -> Finding | None:
     if m.step_median <= 0 or m.step_median >= SMALL_STEP_SECONDS:
         return None
     compute = m.share(*_COMPUTE_PHASES)
-    fixed = 1.0 - compute - m.share(*_INPUT_PHASES)
+    # time that user code (a logger backend, a hook, a callback) spends is named by its own rule
+    named = m.share(*(p for p in m.phase_seconds if p.startswith(("logger:", "hook:", "callback:"))))
+    fixed = 1.0 - compute - m.share(*_INPUT_PHASES) - named
     if fixed < compute:
         return None
     evidence = {"fixed_overhead_share": round(fixed, 3), "compute_share": round(compute, 3),

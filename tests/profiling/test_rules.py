@@ -191,3 +191,15 @@ def test_memory_findings_are_placed_by_severity_among_time_findings() -> None:
     assert [f.code for f in alone] == ["dataloader", "memory_pressure"]
     assert [f.code for f in rank_findings([finding("memory_growth", "high", 0.3, "memory"),
                                            finding("callback", "low", 0.04)])] == ["memory_growth", "callback"]
+
+
+
+def test_small_steps_leaves_out_time_that_user_code_is_named_for() -> None:
+    from lightning_optkit.profiling.rules import rule_small_steps
+
+    phases = {"forward": 0.1, "backward": 0.1, "optimizer_step": 0.1}
+    plain = healthy(step_median=0.001, phase_seconds=dict(phases, other=0.7))
+    slow_logger = healthy(step_median=0.001, phase_seconds=dict(phases, **{"logger:Remote.log_metrics": 0.7}))
+    slow_hook = healthy(step_median=0.001, phase_seconds=dict(phases, **{"hook:net.0.forward_hook": 0.7}))
+    assert rule_small_steps(plain).code == "small_steps"
+    assert rule_small_steps(slow_logger) is None and rule_small_steps(slow_hook) is None
